@@ -1,0 +1,35 @@
+"""JSON encoding of every record that crosses Kafka (msgspec: strict, typed, fast)."""
+
+from typing import Any, TypeVar
+
+import msgspec
+
+from schemas.commands import Accepted, DeliveryDue, PublishRequest, TimerCommand
+from schemas.events import MessageEvent
+from schemas.message import Message
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {
+    t: msgspec.json.Decoder(t)
+    for t in (PublishRequest, TimerCommand, DeliveryDue, Accepted, MessageEvent, Message)
+}
+
+
+def encode(record: msgspec.Struct) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode(data: bytes, kind: type[T]) -> T:
+    """Decode ``data`` as ``kind``; raises msgspec.ValidationError / DecodeError on bad input."""
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
+    result: T = decoder.decode(data)
+    return result
+
+
+def decode_timer(data: bytes) -> TimerCommand:
+    result: TimerCommand = _decoders[TimerCommand].decode(data)
+    return result

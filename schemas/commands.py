@@ -1,0 +1,67 @@
+"""Commands: what someone asks kafstash to do. Each is appended to a topic and acted on by a room."""
+
+from msgspec import Struct
+
+from schemas.message import Message
+
+
+class PublishRequest(
+    Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="publish.v1"
+):
+    """Accept ``message`` unless its dedup key was seen within the window.
+
+    Topic ``<prefix>.requests``, key = ``dedup_key`` when set, else the message id. ``reply``
+    asks the stream worker to answer on ``<prefix>.decisions`` (the API sets it when it waits for
+    the dedup decision). Kafka-native producers write this record; see schemas/json/.
+    """
+
+    request_id: str
+    message: Message
+    dedup_key: str | None = None
+    reply: bool = False
+
+
+class Schedule(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="schedule"):
+    """Hold ``message`` until ``due`` (ms), then deliver attempt number ``retried`` (0-based)."""
+
+    message: Message
+    due: int
+    retried: int = 0
+
+
+class Fire(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="fire"):
+    """The timer found ``message_id`` due; the partition owner decides and emits the delivery."""
+
+    message_id: str
+    due: int
+
+
+class Cancel(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="cancel"):
+    """Drop ``message_id`` from the delay table; later retries of it are dropped too."""
+
+    message_id: str
+    user_id: str
+    requested_at: int
+
+
+# Topic ``<prefix>.timers``, keyed by message id.
+TimerCommand = Schedule | Fire | Cancel
+
+
+class DeliveryDue(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="due.v1"):
+    """Deliver attempt ``retried`` of ``message`` now. Topic ``<prefix>.deliveries``."""
+
+    message: Message
+    retried: int
+    due: int
+
+
+class Accepted(
+    Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="accepted.v1"
+):
+    """The dedup decision for request ``request_id``. Topic ``<prefix>.decisions``."""
+
+    request_id: str
+    message_id: str
+    deduplicated: bool
+

@@ -1,0 +1,21 @@
+"""Every default and limit in one place (wire-visible ones match QStash where QStash documents them)."""
+
+from typing import Final
+
+DEFAULT_RETRIES: Final = 3
+MAX_RETRIES: Final = 20
+BACKOFF_CAP_S: Final = 86_400  # retries never wait longer than a day
+BACKOFF_EXPONENT: Final = 2.5  # delay before retry n is min(cap, e^(2.5 n)) seconds
+RETRY_AFTER_CAP_S: Final = 86_400  # a destination's Retry-After above this is ignored
+DEFAULT_TIMEOUT_MS: Final = 15 * 60 * 1000  # QStash free plan's max response time
+MAX_DELAY_MS: Final = 365 * 24 * 3600 * 1000  # QStash pay-as-you-go max delay: one year
+DEDUP_WINDOW_MS: Final = 3600 * 1000  # one hour (configurable with KAFSTASH_DEDUP_WINDOW)
+SIGNATURE_TTL_S: Final = 300  # Upstash-Signature JWTs live 5 minutes
+# Kafka's default max.message.bytes is 1 MiB; the body limit leaves room for headers and the
+# JSON envelope (bodies are base64 in JSON: 4/3 growth) and is documented in the README.
+MAX_BODY_BYTES: Final = 512 * 1024
+MAX_TOPIC_MESSAGE_BYTES: Final = 1024 * 1024
+MAX_BATCH_ITEMS: Final = 100
+DEFAULT_PARTITIONS: Final = 8
+DEFAULT_TOPIC_PREFIX: Final = "kafstash"
+DEV_PORT: Final = 8080

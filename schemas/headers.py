@@ -1,0 +1,48 @@
+"""HTTP header names of the QStash wire contract (compare case-insensitively: use the lower forms)."""
+
+from typing import Final
+
+METHOD: Final = "upstash-method"
+DELAY: Final = "upstash-delay"
+NOT_BEFORE: Final = "upstash-not-before"
+RETRIES: Final = "upstash-retries"
+RETRY_DELAY: Final = "upstash-retry-delay"
+TIMEOUT: Final = "upstash-timeout"
+CALLBACK: Final = "upstash-callback"
+FAILURE_CALLBACK: Final = "upstash-failure-callback"
+DEDUP_ID: Final = "upstash-deduplication-id"
+CONTENT_DEDUP: Final = "upstash-content-based-deduplication"
+LABEL: Final = "upstash-label"
+FORWARD_PREFIX: Final = "upstash-forward-"
+TELEMETRY_PREFIX: Final = "upstash-telemetry-"
+CONTENT_TYPE: Final = "content-type"
+
+# Set by kafstash on every delivery; a user can never forward or override these.
+OUT_MESSAGE_ID: Final = "Upstash-Message-Id"
+OUT_RETRIED: Final = "Upstash-Retried"
+OUT_SIGNATURE: Final = "Upstash-Signature"
+OUT_TOPIC_NAME: Final = "Upstash-Topic-Name"
+OUT_SCHEDULE_ID: Final = "Upstash-Schedule-Id"
+OUT_CALLER_IP: Final = "Upstash-Caller-Ip"
+USER_AGENT: Final = "Upstash-QStash"
+
+# The destination's answer that stops retries at once.
+NON_RETRYABLE_STATUS: Final = 489
+NON_RETRYABLE_HEADER: Final = "upstash-nonretryable-error"
+
+# Connection-level headers that are never forwarded (RFC 9110 §7.6.1) plus ones we own.
+HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)

@@ -1,0 +1,58 @@
+"""Topic names. One prefix per deployment (or per test) keeps deployments apart on one cluster."""
+
+from dataclasses import dataclass
+
+from schemas.defaults import DEFAULT_TOPIC_PREFIX
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The topics of one kafstash deployment.
+
+    - ``requests``: PublishRequest commands from the API or any Kafka producer; keyed by the
+      dedup key when there is one (so duplicates meet on one partition), else by message id.
+    - ``timers``: TimerCommand (Schedule / Fire / Cancel) keyed by message id; feeds the delay table.
+    - ``deliveries``: DeliveryDue keyed by message id; consumed by the sender group.
+    - ``events``: MessageEvent state changes keyed by message id (the audit log's source).
+    - ``messages``: compacted view of pending messages (Message or a tombstone) keyed by message id.
+    - ``decisions``: Accepted replies for requests whose caller waits for the dedup decision.
+    """
+
+    prefix: str = DEFAULT_TOPIC_PREFIX
+
+    @property
+    def requests(self) -> str:
+        return f"{self.prefix}.requests"
+
+    @property
+    def timers(self) -> str:
+        return f"{self.prefix}.timers"
+
+    @property
+    def deliveries(self) -> str:
+        return f"{self.prefix}.deliveries"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def messages(self) -> str:
+        return f"{self.prefix}.messages"
+
+    @property
+    def decisions(self) -> str:
+        return f"{self.prefix}.decisions"
+
+    def all(self) -> tuple[str, ...]:
+        return (
+            self.requests,
+            self.timers,
+            self.deliveries,
+            self.events,
+            self.messages,
+            self.decisions,
+        )
+
+    def compacted(self) -> frozenset[str]:
+        return frozenset({self.messages})
