@@ -1,0 +1,1 @@
+"""Sinks: where messages leave kafstash (HTTP destinations, callbacks, archives)."""
