@@ -1,4 +1,4 @@
-"""Commands: what someone asks kafstash to do. Each is appended to a topic and acted on by a room."""
+"""Commands: what someone asks kafstash to do, appended to a topic and acted on by a room."""
 
 from msgspec import Struct
 
@@ -48,7 +48,9 @@ class Cancel(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type"
 TimerCommand = Schedule | Fire | Cancel
 
 
-class DeliveryDue(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="due.v1"):
+class DeliveryDue(
+    Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="due.v1"
+):
     """Deliver attempt ``retried`` of ``message`` now. Topic ``<prefix>.deliveries``."""
 
     message: Message
@@ -64,4 +66,3 @@ class Accepted(
     request_id: str
     message_id: str
     deduplicated: bool
-

@@ -1,4 +1,4 @@
-"""Every default and limit in one place (wire-visible ones match QStash where QStash documents them)."""
+"""Every default and limit in one place (wire-visible ones match QStash where documented)."""
 
 from typing import Final
 

@@ -11,7 +11,13 @@ TERMINAL_STATES: frozenset[State] = frozenset({"DELIVERED", "FAILED", "CANCELED"
 
 
 class MessageEvent(
-    Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="event.v1", omit_defaults=True
+    Struct,
+    frozen=True,
+    kw_only=True,
+    rename="camel",
+    tag_field="type",
+    tag="event.v1",
+    omit_defaults=True,
 ):
     """One state change. Topic ``<prefix>.events``, keyed by message id.
 

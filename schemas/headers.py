@@ -1,4 +1,4 @@
-"""HTTP header names of the QStash wire contract (compare case-insensitively: use the lower forms)."""
+"""HTTP header names of the QStash wire contract (lower-case forms: compare case-insensitively)."""
 
 from typing import Final
 

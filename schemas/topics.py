@@ -11,7 +11,7 @@ class Topics:
 
     - ``requests``: PublishRequest commands from the API or any Kafka producer; keyed by the
       dedup key when there is one (so duplicates meet on one partition), else by message id.
-    - ``timers``: TimerCommand (Schedule / Fire / Cancel) keyed by message id; feeds the delay table.
+    - ``timers``: TimerCommand (Schedule / Fire / Cancel) keyed by message id: the delay table.
     - ``deliveries``: DeliveryDue keyed by message id; consumed by the sender group.
     - ``events``: MessageEvent state changes keyed by message id (the audit log's source).
     - ``messages``: compacted view of pending messages (Message or a tombstone) keyed by message id.

@@ -27,9 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from schemas import headers as h
+from schemas.retry_delay import RetryDelay
 from sinks.http.backoff import default_backoff_ms
 from sinks.http.retry_after import retry_after_ms
-from sinks.http.retry_delay import RetryDelay
 
 __all__ = ["DeadLetter", "Delivered", "Outcome", "RetryAt", "classify"]
 

@@ -1,0 +1,1 @@
+"""Developer and test infrastructure: things kafstash needs around it, not in it (a local Kafka)."""

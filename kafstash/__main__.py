@@ -1,0 +1,5 @@
+import sys
+
+from kafstash.cli import main
+
+sys.exit(main())

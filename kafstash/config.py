@@ -1,0 +1,121 @@
+"""Settings of every role, read once from environment variables (documented in the README)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from schemas import defaults
+from schemas.topics import Topics
+from schemas.users import DEV_USERS, User
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def load_users(env: dict[str, str], dev: bool) -> tuple[User, ...]:
+    """Users from KAFSTASH_USERS_FILE (a JSON array of User objects) or KAFSTASH_USERS (same JSON).
+
+    Dev mode falls back to the four fixed `qstash dev` users.
+    """
+    raw: bytes | None = None
+    if path := env.get("KAFSTASH_USERS_FILE"):
+        raw = Path(path).read_bytes()
+    elif inline := env.get("KAFSTASH_USERS"):
+        raw = inline.encode()
+    if raw is None:
+        if dev:
+            return DEV_USERS
+        raise ConfigError("no users: set KAFSTASH_USERS_FILE or KAFSTASH_USERS (JSON array)")
+    try:
+        users = msgspec.json.decode(raw, type=tuple[User, ...])
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"users: {exc}") from exc
+    if len({u.token for u in users}) != len(users) or len({u.user_id for u in users}) != len(users):
+        raise ConfigError("users: tokens and user ids must be unique")
+    return users
+
+
+@dataclass(frozen=True)
+class Settings:
+    dev: bool
+    home: Path
+    bootstrap: str | None
+    topics: Topics
+    partitions: int
+    replication: int
+    api_host: str
+    api_port: int
+    users: tuple[User, ...]
+    dedup_window_ms: int = defaults.DEDUP_WINDOW_MS
+    max_body_bytes: int = defaults.MAX_BODY_BYTES
+    allow_private_destinations: bool = False
+    sender_concurrency: int = 256
+    produce_timeout_s: float = 8.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def streams_app_id(self) -> str:
+        return f"{self.topics.prefix}-streams"
+
+    @property
+    def sender_group(self) -> str:
+        return f"{self.topics.prefix}-sender"
+
+    @property
+    def require_bootstrap(self) -> str:
+        if not self.bootstrap:
+            raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is not set")
+        return self.bootstrap
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, *, dev: bool | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        is_dev = _bool(env, "KAFSTASH_DEV", False) if dev is None else dev
+        home = Path(env.get("KAFSTASH_HOME") or ".kafstash").resolve()
+        dedup_s = _int(env, "KAFSTASH_DEDUP_WINDOW", defaults.DEDUP_WINDOW_MS // 1000)
+        max_body = _int(env, "KAFSTASH_MAX_BODY_BYTES", defaults.MAX_BODY_BYTES)
+        if max_body > defaults.MAX_BODY_BYTES:
+            # Bodies travel base64-encoded inside one Kafka record; past this they no longer fit.
+            raise ConfigError(f"KAFSTASH_MAX_BODY_BYTES may be at most {defaults.MAX_BODY_BYTES}")
+        return cls(
+            dev=is_dev,
+            home=home,
+            bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            topics=Topics(env.get("KAFSTASH_TOPIC_PREFIX") or defaults.DEFAULT_TOPIC_PREFIX),
+            partitions=_int(env, "KAFSTASH_PARTITIONS", defaults.DEFAULT_PARTITIONS),
+            replication=_int(env, "KAFSTASH_REPLICATION", 1),
+            api_host=env.get("KAFSTASH_API_HOST") or "127.0.0.1",
+            api_port=_int(env, "KAFSTASH_API_PORT", defaults.DEV_PORT),
+            users=load_users(env, is_dev),
+            dedup_window_ms=dedup_s * 1000,
+            max_body_bytes=max_body,
+            allow_private_destinations=_bool(env, "KAFSTASH_ALLOW_PRIVATE_DESTINATIONS", is_dev),
+            sender_concurrency=_int(env, "KAFSTASH_SENDER_CONCURRENCY", 256),
+            produce_timeout_s=float(env.get("KAFSTASH_PRODUCE_TIMEOUT") or 8.0),
+        )

@@ -1,0 +1,1 @@
+"""What appends to Kafka: the QStash v2 HTTP API, its Kafka adapter and the Python client."""

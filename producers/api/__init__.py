@@ -1,0 +1,1 @@
+"""The QStash v2 wire contract over HTTP (qstash-api.md), answering only after the broker acks."""

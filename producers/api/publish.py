@@ -1,0 +1,197 @@
+"""From a publish request's headers and body to the PublishRequest command (pure, no I/O)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from producers.api.errors import ApiError, PayloadTooLarge
+from producers.durations import parse_duration_ms
+from schemas import defaults, headers, ids
+from schemas.commands import PublishRequest
+from schemas.message import Message
+from schemas.retry_delay import InvalidRetryDelay, parse_retry_delay
+from schemas.users import User
+
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_KNOWN_UPSTASH = frozenset(
+    {
+        headers.METHOD,
+        headers.DELAY,
+        headers.NOT_BEFORE,
+        headers.RETRIES,
+        headers.RETRY_DELAY,
+        headers.TIMEOUT,
+        headers.CALLBACK,
+        headers.FAILURE_CALLBACK,
+        headers.DEDUP_ID,
+        headers.CONTENT_DEDUP,
+        headers.LABEL,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishLimits:
+    max_body_bytes: int = defaults.MAX_BODY_BYTES
+    dedup_window_ms: int = defaults.DEDUP_WINDOW_MS
+
+
+def canonical(name: str) -> str:
+    """Go's canonical MIME header key (``x-my-header`` → ``X-My-Header``), QStash's stored form."""
+    return "-".join(p[:1].upper() + p[1:].lower() for p in name.split("-"))
+
+
+class HeaderView:
+    """Case-insensitive, multi-valued view of request headers (names compared in lower case)."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self._pairs = [(k.lower(), k, v) for k, v in pairs]
+        self._first: dict[str, str] = {}
+        for low, _, value in self._pairs:
+            self._first.setdefault(low, value)
+
+    def get(self, name: str) -> str | None:
+        return self._first.get(name)
+
+    def items(self) -> list[tuple[str, str, str]]:
+        """(lower name, name as sent, value) triples in arrival order."""
+        return self._pairs
+
+
+def _int_header(view: HeaderView, name: str) -> int | None:
+    raw = view.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ApiError(f"invalid {canonical(name)} header: {raw!r} is not an integer") from None
+
+
+def _forwarded(view: HeaderView) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    direct_ct = view.get(headers.CONTENT_TYPE)
+    if direct_ct is not None:
+        out["Content-Type"] = [direct_ct]
+    for low, _, value in view.items():
+        if not low.startswith(headers.FORWARD_PREFIX):
+            continue
+        name = low[len(headers.FORWARD_PREFIX) :]
+        if not name or name in headers.HOP_BY_HOP:
+            continue
+        key = canonical(name)
+        if key == "Content-Type":
+            # An explicitly forwarded Content-Type is the user's choice; it beats the request's own.
+            out[key] = [value]
+        else:
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def parse_labels(raw: str | None) -> list[str]:
+    if not raw:
+        return []
+    return [label.strip() for label in raw.split(",") if label.strip()]
+
+
+def build_request(  # noqa: PLR0912 - one branch per QStash header, read top to bottom
+    *,
+    user: User,
+    url: str,
+    view: HeaderView,
+    body: bytes,
+    now_ms: int,
+    limits: PublishLimits,
+    caller_ip: str | None = None,
+) -> PublishRequest:
+    if len(body) > limits.max_body_bytes:
+        raise PayloadTooLarge(f"message body is larger than {limits.max_body_bytes} bytes")
+    method = (view.get(headers.METHOD) or "POST").strip().upper()
+    if method not in _METHODS:
+        raise ApiError(f"invalid Upstash-Method header: {method!r}")
+
+    not_before = now_ms
+    nb_seconds = _int_header(view, headers.NOT_BEFORE)
+    if nb_seconds is not None:
+        not_before = max(now_ms, nb_seconds * 1000)
+    elif (delay := view.get(headers.DELAY)) is not None:
+        try:
+            delay_ms = parse_duration_ms(delay)
+        except ValueError as exc:
+            raise ApiError(f"invalid Upstash-Delay header: {exc}") from None
+        not_before = now_ms + delay_ms
+    if not_before - now_ms > defaults.MAX_DELAY_MS:
+        raise ApiError("delay is longer than the maximum of 365 days")
+
+    retries = _int_header(view, headers.RETRIES)
+    if retries is None:
+        retries = defaults.DEFAULT_RETRIES
+    if not 0 <= retries <= defaults.MAX_RETRIES:
+        raise ApiError(f"invalid Upstash-Retries header: must be 0..{defaults.MAX_RETRIES}")
+
+    retry_expr = view.get(headers.RETRY_DELAY)
+    if retry_expr is not None:
+        try:
+            parse_retry_delay(retry_expr)
+        except InvalidRetryDelay as exc:
+            raise ApiError(f"invalid Upstash-Retry-Delay header: {exc}") from None
+
+    timeout_ms: int | None = None
+    if (timeout := view.get(headers.TIMEOUT)) is not None:
+        try:
+            timeout_ms = parse_duration_ms(timeout)
+        except ValueError as exc:
+            raise ApiError(f"invalid Upstash-Timeout header: {exc}") from None
+        if timeout_ms <= 0:
+            raise ApiError("invalid Upstash-Timeout header: must be positive")
+        timeout_ms = min(timeout_ms, defaults.DEFAULT_TIMEOUT_MS)
+
+    forwarded = _forwarded(view)
+    dedup_id = view.get(headers.DEDUP_ID)
+    content_dedup = (view.get(headers.CONTENT_DEDUP) or "").strip().lower()
+    if content_dedup not in ("", "true", "false"):
+        raise ApiError("invalid Upstash-Content-Based-Deduplication header: use true or false")
+
+    message = Message(
+        message_id=ids.message_id(),
+        user_id=user.user_id,
+        url=url,
+        created_at=now_ms,
+        not_before=not_before,
+        method=method,
+        header=forwarded,
+        body=body,
+        max_retries=retries,
+        retry_delay_expression=retry_expr,
+        timeout_ms=timeout_ms,
+        callback=view.get(headers.CALLBACK),
+        failure_callback=view.get(headers.FAILURE_CALLBACK),
+        dedup_id=dedup_id,
+        labels=parse_labels(view.get(headers.LABEL)),
+        caller_ip=caller_ip,
+    )
+    dedup_key: str | None = None
+    if dedup_id:
+        dedup_key = f"{user.user_id}:id:{dedup_id}"
+    elif content_dedup == "true":
+        dedup_key = f"{user.user_id}:content:{content_hash(url, body, forwarded)}"
+    return PublishRequest(
+        request_id=ids.request_id(),
+        message=message,
+        dedup_key=dedup_key,
+        reply=dedup_key is not None,
+    )
+
+
+def content_hash(url: str, body: bytes, forwarded: dict[str, list[str]]) -> str:
+    """Hash of destination, body, Content-Type and forwarded headers (QStash's content dedup)."""
+    h = hashlib.sha256()
+    for part in (url.encode(), body):
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    for name in sorted(forwarded):
+        for value in forwarded[name]:
+            h.update(f"\n{name}:{value}".encode())
+    return h.hexdigest()

@@ -1,0 +1,48 @@
+"""Stored records rendered in QStash's JSON shapes (qstash-api.md §8)."""
+
+import base64
+from typing import Any
+
+from schemas.message import Message
+
+
+def body_fields(body: bytes) -> dict[str, str]:
+    """``body`` when it is valid UTF-8, else ``bodyBase64`` (QStash's convention)."""
+    if not body:
+        return {}
+    try:
+        return {"body": body.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"bodyBase64": base64.b64encode(body).decode()}
+
+
+def message_json(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "messageId": m.message_id,
+        "url": m.url,
+        "method": m.method,
+        "header": m.header,
+        "maxRetries": m.max_retries,
+        "notBefore": m.not_before,
+        "createdAt": m.created_at,
+        **body_fields(m.body),
+    }
+    optional = {
+        "callback": m.callback,
+        "failureCallback": m.failure_callback,
+        "retryDelayExpression": m.retry_delay_expression,
+        "topicName": m.topic_name,
+        "endpointName": m.endpoint_name,
+        "queueName": m.queue_name,
+        "scheduleId": m.schedule_id,
+    }
+    out.update({k: v for k, v in optional.items() if v is not None})
+    if m.timeout_ms is not None:
+        out["timeout"] = m.timeout_ms // 1000
+    if m.caller_ip:
+        # PY-sdk reads callerIP, JS types say callerIp: both are emitted.
+        out["callerIP"] = out["callerIp"] = m.caller_ip
+    if m.labels:
+        out["label"] = m.labels[0]
+        out["labels"] = m.labels
+    return out

@@ -1,0 +1,219 @@
+"""The API's Kafka adapter: an idempotent producer (acks=all) and the consumers behind its views.
+
+Everything aiokafka-specific on the producer side lives here, so the API speaks only in
+``append``/``await`` terms and a different client could replace this module alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from schemas import codec
+from schemas.commands import Accepted
+from schemas.defaults import MAX_TOPIC_MESSAGE_BYTES
+from schemas.message import Message
+
+log = logging.getLogger(__name__)
+
+
+class LogUnavailable(Exception):
+    """The broker did not acknowledge an append in time; whether it was stored is unknown."""
+
+
+class KafkaLog:
+    """Appends records and returns only once the broker acknowledged them (acks=all)."""
+
+    def __init__(
+        self, bootstrap: str, *, timeout_s: float, client_id: str = "kafstash-api"
+    ) -> None:
+        self._timeout_s = timeout_s
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id=client_id,
+            enable_idempotence=True,  # forces acks=all; retried sends are not duplicated
+            linger_ms=1,
+            max_batch_size=256 * 1024,
+            max_request_size=MAX_TOPIC_MESSAGE_BYTES,
+            request_timeout_ms=int(timeout_s * 1000),
+            compression_type=None,
+        )
+
+    async def __aenter__(self) -> Self:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._producer.stop()
+
+    async def append_many(self, records: list[tuple[str, bytes, bytes]]) -> None:
+        """Append every (topic, key, value); returns when all are acknowledged, else raises."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                futures = [
+                    await self._producer.send(topic, value=value, key=key)
+                    for topic, key, value in records
+                ]
+                await asyncio.gather(*futures)
+        except (TimeoutError, KafkaError) as exc:
+            raise LogUnavailable(f"Kafka did not acknowledge the append: {exc!r}") from exc
+
+
+class _TopicFollower:
+    """Reads every partition of one topic (no consumer group) and hands records to ``on_record``."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        on_record: Callable[[bytes | None, bytes | None], None],
+        *,
+        from_beginning: bool,
+    ) -> None:
+        self._topic = topic
+        self._on_record = on_record
+        self._from_beginning = from_beginning
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+        )
+        self._task: asyncio.Task[None] | None = None
+        self.caught_up = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self._topic)
+        if not partitions:
+            await self._consumer._client.force_metadata_update()
+            partitions = self._consumer.partitions_for_topic(self._topic) or set()
+        if not partitions:
+            raise LogUnavailable(
+                f"topic {self._topic} does not exist: run `kafstash topics create`"
+            )
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        end = await self._consumer.end_offsets(tps)
+        if self._from_beginning:
+            await self._consumer.seek_to_beginning(*tps)
+        else:
+            for tp in tps:
+                self._consumer.seek(tp, end[tp])
+        # Resolve positions now, so records appended after start() returns are never skipped.
+        for tp in tps:
+            await self._consumer.position(tp)
+        self._task = asyncio.create_task(self._run(end), name=f"follow:{self._topic}")
+
+    async def _run(self, end: dict[TopicPartition, int]) -> None:
+        pending = {tp for tp, off in end.items() if off > 0} if self._from_beginning else set()
+        if not pending:
+            self.caught_up.set()
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=200, max_records=2000)
+            for tp, records in batch.items():
+                for rec in records:
+                    try:
+                        self._on_record(rec.key, rec.value)
+                    except Exception:
+                        log.exception("skipping unreadable record %s@%s", tp, rec.offset)
+                if tp in pending and records and records[-1].offset + 1 >= end[tp]:
+                    pending.discard(tp)
+            if pending and not self.caught_up.is_set():
+                for tp in list(pending):
+                    if await self._consumer.position(tp) >= end[tp]:
+                        pending.discard(tp)
+            if not pending:
+                self.caught_up.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+
+class DecisionWaiter:
+    """Awaits the stream worker's dedup decision for a request id (topic ``decisions``)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._waiting: dict[str, asyncio.Future[Accepted]] = {}
+        self._follower = _TopicFollower(bootstrap, topic, self._on_record, from_beginning=False)
+
+    async def __aenter__(self) -> Self:
+        await self._follower.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._follower.stop()
+
+    def expect(self, request_id: str) -> Awaitable[Accepted]:
+        fut: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = fut
+        fut.add_done_callback(lambda _f: self._waiting.pop(request_id, None))
+        return fut
+
+    def _on_record(self, _key: bytes | None, value: bytes | None) -> None:
+        if value is None:
+            return
+        decision = codec.decode(value, Accepted)
+        fut = self._waiting.get(decision.request_id)
+        if fut is not None and not fut.done():
+            fut.set_result(decision)
+
+
+class MessagesView:
+    """Pending messages by id, rebuilt from the compacted ``messages`` topic on every start."""
+
+    _RECENT_TOMBSTONES = 10_000
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._messages: dict[str, Message] = {}
+        # Ids finished before our own local insert could land; keeps a stale entry from reappearing.
+        self._gone: OrderedDict[str, None] = OrderedDict()
+        self._follower = _TopicFollower(bootstrap, topic, self._on_record, from_beginning=True)
+
+    async def __aenter__(self) -> Self:
+        await self._follower.start()
+        await self._follower.caught_up.wait()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._follower.stop()
+
+    def get(self, message_id: str) -> Message | None:
+        return self._messages.get(message_id)
+
+    def remember(self, message: Message) -> None:
+        """Read-your-writes for this API instance, before the topic round trip completes."""
+        if message.message_id not in self._gone:
+            self._messages[message.message_id] = message
+
+    def forget(self, message_id: str) -> None:
+        self._messages.pop(message_id, None)
+        self._gone[message_id] = None
+        while len(self._gone) > self._RECENT_TOMBSTONES:
+            self._gone.popitem(last=False)
+
+    def _on_record(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        if value is None:
+            self.forget(key.decode())
+        else:
+            self._messages[key.decode()] = codec.decode(value, Message)

@@ -1,0 +1,264 @@
+"""The sender: a consumer-group member that delivers due messages over HTTP.
+
+For each DeliveryDue it signs a fresh JWT, sends the request, classifies the outcome and appends
+the records that follow (events, a retry into the delay table, the end of the message). The
+source offset is committed only after those appends are acknowledged, so a crash at any point
+re-delivers rather than loses (at-least-once; receivers dedupe on Upstash-Message-Id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from schemas import codec
+from schemas import headers as h
+from schemas.commands import DeliveryDue
+from schemas.defaults import DEFAULT_TIMEOUT_MS, MAX_TOPIC_MESSAGE_BYTES
+from schemas.retry_delay import parse_retry_delay
+from schemas.topics import Topics
+from schemas.users import User
+from sinks.http.offsets import OffsetTracker
+from sinks.http.outcome import classify
+from sinks.http.report import RESPONSE_BODY_LIMIT, Record, after_attempt
+from sinks.http.signing import sign
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    bootstrap: str
+    topics: Topics
+    group_id: str
+    users: tuple[User, ...]
+    concurrency: int = 256
+    commit_interval_s: float = 0.2
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, sender: Sender) -> None:
+        self._sender = sender
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._sender.drain(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("sender assigned %d partitions", len(assigned))
+
+
+class Sender:
+    def __init__(self, cfg: SenderConfig, clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self._keys = {u.user_id: u for u in cfg.users}
+        self._trackers: dict[TopicPartition, OffsetTracker] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(cfg.concurrency)
+        self._topic_of = {
+            "events": cfg.topics.events,
+            "timers": cfg.topics.timers,
+            "messages": cfg.topics.messages,
+        }
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=cfg.bootstrap,
+            group_id=cfg.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=cfg.concurrency,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+            fetch_max_wait_ms=20,
+        )
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=cfg.bootstrap,
+            client_id=f"{cfg.group_id}-producer",
+            enable_idempotence=True,
+            linger_ms=2,
+            max_request_size=MAX_TOPIC_MESSAGE_BYTES,
+        )
+        self._http: aiohttp.ClientSession | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._producer.start()
+        connector = aiohttp.TCPConnector(limit=self.cfg.concurrency, ttl_dns_cache=30)
+        self._http = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        )
+        self._consumer.subscribe([self.cfg.topics.deliveries], listener=_Rebalance(self))
+        await self._consumer.start()
+        log.info("sender ready (group %s)", self.cfg.group_id)
+        committer = asyncio.create_task(self._commit_loop(stop))
+        try:
+            while not stop.is_set():
+                await self._poll_once()
+        finally:
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+            await self.drain(list(self._trackers))
+            with contextlib.suppress(Exception):
+                await self._commit()
+            await self._consumer.stop()
+            await self._http.close()
+            await self._producer.stop()
+
+    async def _poll_once(self) -> None:
+        batch = await self._consumer.getmany(timeout_ms=200, max_records=self.cfg.concurrency)
+        for tp, records in batch.items():
+            tracker = self._trackers.setdefault(tp, OffsetTracker())
+            for rec in records:
+                await self._slots.acquire()
+                tracker.start(rec.offset)
+                task = asyncio.create_task(self._handle(tp, rec.offset, rec.value))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, partitions: list[TopicPartition]) -> None:
+        """Wait for in-flight deliveries (bounded), then commit what finished."""
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=30)
+        with contextlib.suppress(Exception):
+            await self._commit()
+        for tp in partitions:
+            self._trackers.pop(tp, None)
+
+    async def _commit_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(self.cfg.commit_interval_s)
+            try:
+                await self._commit()
+            except Exception as exc:  # a failed commit is retried next round; never fatal
+                log.warning("offset commit failed: %r", exc)
+
+    async def _commit(self) -> None:
+        assignment = self._consumer.assignment()
+        offsets = {
+            tp: off
+            for tp, tr in self._trackers.items()
+            if tp in assignment and (off := tr.committable()) is not None
+        }
+        if offsets:
+            await self._consumer.commit(offsets)
+
+    # -- one delivery ------------------------------------------------------------------------
+
+    async def _handle(self, tp: TopicPartition, offset: int, value: bytes | None) -> None:
+        try:
+            due = codec.decode(value or b"", DeliveryDue)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("dropping unreadable delivery %s@%d: %s", tp, offset, exc)
+        else:
+            records = await self._deliver(due)
+            await self._append(records)
+        tracker = self._trackers.get(tp)
+        if tracker is not None:
+            tracker.done(offset)
+        self._slots.release()
+
+    async def _append(self, records: list[Record]) -> None:
+        # Until the outcome is acknowledged the offset stays uncommitted; keep trying rather
+        # than drop it (a restart would redeliver, which is also safe, only slower).
+        delay = 0.1
+        while True:
+            try:
+                futures = []
+                for role, key, record in records:
+                    value = None if record is None else codec.encode(record)  # type: ignore[arg-type]
+                    futures.append(
+                        await self._producer.send(
+                            self._topic_of[role], key=key.encode(), value=value
+                        )
+                    )
+                await asyncio.gather(*futures)
+                return
+            except KafkaError as exc:
+                log.warning("appending a delivery outcome failed, retrying: %r", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _deliver(self, due: DeliveryDue) -> list[Record]:
+        assert self._http is not None
+        m = due.message
+        user = self._keys.get(m.user_id)
+        out_headers: dict[str, str] = {}
+        for name, values in m.header.items():
+            out_headers[name] = ", ".join(values)
+        # Set last so that no forwarded header can override what kafstash vouches for.
+        out_headers["User-Agent"] = h.USER_AGENT
+        out_headers[h.OUT_MESSAGE_ID] = m.message_id
+        out_headers[h.OUT_RETRIED] = str(due.retried)
+        if m.topic_name:
+            out_headers[h.OUT_TOPIC_NAME] = m.topic_name
+        if m.schedule_id:
+            out_headers[h.OUT_SCHEDULE_ID] = m.schedule_id
+        if m.caller_ip:
+            out_headers[h.OUT_CALLER_IP] = m.caller_ip
+        if user is not None:
+            out_headers[h.OUT_SIGNATURE] = sign(
+                signing_key=user.current_signing_key,
+                url=m.url,
+                body=m.body,
+                now_s=int(self.clock()),
+            )
+        timeout_s = (m.timeout_ms or DEFAULT_TIMEOUT_MS) / 1000
+        started = time.monotonic()
+        started_ms = int(self.clock() * 1000)
+        status: int | None = None
+        resp_headers: dict[str, str] = {}
+        resp_body: bytes | None = None
+        error: str | None = None
+        try:
+            async with self._http.request(
+                m.method,
+                m.url,
+                data=m.body or None,
+                headers=out_headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+                allow_redirects=False,
+            ) as resp:
+                status = resp.status
+                resp_headers = dict(resp.headers)
+                resp_body = await resp.content.read(RESPONSE_BODY_LIMIT)
+        except TimeoutError:
+            error = f"timeout after {timeout_s:g}s"
+        except aiohttp.ClientError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        duration_ms = int((time.monotonic() - started) * 1000)
+        now_ms = int(self.clock() * 1000)
+        retry_delay = (
+            parse_retry_delay(m.retry_delay_expression) if m.retry_delay_expression else None
+        )
+        outcome = classify(
+            status=status,
+            headers=resp_headers,
+            error=error,
+            retried=due.retried,
+            max_retries=m.max_retries,
+            retry_delay=retry_delay,
+            now_ms=now_ms,
+        )
+        if error is None and status is not None and not 200 <= status < 300:
+            error = f"HTTP {status}"
+        return after_attempt(
+            due,
+            outcome,
+            status=status,
+            response_body=resp_body,
+            error=error,
+            duration_ms=duration_ms,
+            started_ms=started_ms,
+            now_ms=now_ms,
+        )

@@ -1,0 +1,1 @@
+"""Stateful stream processors: dedup and delay tables; pure decisions, faust wiring in app.py."""

@@ -1,0 +1,66 @@
+"""The delay table's decisions: hold a message until due, fire it, or drop it when cancelled.
+
+One row per message id (first delivery and every retry pass through here). A cancelled message
+leaves a ``Canceled`` row so that a retry still in flight at the sender is dropped when it returns.
+"""
+
+from msgspec import Struct
+
+from schemas.commands import Cancel, DeliveryDue, Fire, Schedule
+from schemas.events import MessageEvent
+from schemas.message import Message
+from streams.effects import Emit, Step
+
+
+class Pending(Struct, frozen=True, kw_only=True, rename="camel", tag="pending"):
+    message: Message
+    due: int
+    retried: int
+
+
+class Canceled(Struct, frozen=True, kw_only=True, rename="camel", tag="canceled"):
+    canceled_at: int
+
+
+Row = Pending | Canceled
+
+
+def _due(message: Message, retried: int, now_ms: int) -> Emit:
+    return Emit(
+        "deliveries", message.message_id, DeliveryDue(message=message, retried=retried, due=now_ms)
+    )
+
+
+def on_schedule(cmd: Schedule, row: Row | None, *, now_ms: int) -> Step:
+    if isinstance(row, Canceled):
+        return Step(notes=("dropped: message was cancelled",))
+    if cmd.due <= now_ms:
+        return Step(emits=(_due(cmd.message, cmd.retried, now_ms),), delete=row is not None)
+    return Step(put=Pending(message=cmd.message, due=cmd.due, retried=cmd.retried), wake_at=cmd.due)
+
+
+def on_fire(cmd: Fire, row: Row | None, *, now_ms: int) -> Step:
+    # Only the row's current due time counts: a Fire for an older schedule of the same message
+    # (rescheduled since, or fired twice after a rebalance) is ignored.
+    if isinstance(row, Pending) and row.due == cmd.due and row.due <= now_ms:
+        return Step(emits=(_due(row.message, row.retried, now_ms),), delete=True)
+    return Step()
+
+
+def on_cancel(cmd: Cancel, row: Row | None, *, now_ms: int) -> Step:
+    if isinstance(row, Canceled):
+        return Step()
+    url = row.message.url if isinstance(row, Pending) else ""
+    retried = row.retried if isinstance(row, Pending) else 0
+    event = MessageEvent(
+        time=now_ms,
+        message_id=cmd.message_id,
+        user_id=cmd.user_id,
+        state="CANCELED",
+        url=url,
+        retried=retried,
+    )
+    return Step(
+        emits=(Emit("events", cmd.message_id, event), Emit("messages", cmd.message_id, None)),
+        put=Canceled(canceled_at=now_ms),
+    )

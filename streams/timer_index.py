@@ -1,0 +1,48 @@
+"""An in-memory index of due times over the delay table (which lives in RocksDB).
+
+The table is the truth; this heap only says when to look. It holds (due, message id) pairs, is
+rebuilt from the table after every partition recovery, and may hold stale pairs: a Fire for a
+stale pair is ignored by the partition owner.
+"""
+
+import asyncio
+import heapq
+
+
+class TimerIndex:
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, str]] = []
+        self._changed = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, due_ms: int, message_id: str) -> None:
+        earliest = self._heap[0][0] if self._heap else None
+        heapq.heappush(self._heap, (due_ms, message_id))
+        if earliest is None or due_ms < earliest:
+            self._changed.set()
+
+    def replace_all(self, pairs: list[tuple[int, str]]) -> None:
+        heapq.heapify(pairs)
+        self._heap = pairs
+        self._changed.set()
+
+    def pop_due(self, now_ms: int, limit: int = 10_000) -> list[tuple[int, str]]:
+        # Cleared here, not in wait(): an add() while the caller is busy must still wake it.
+        self._changed.clear()
+        out: list[tuple[int, str]] = []
+        while self._heap and self._heap[0][0] <= now_ms and len(out) < limit:
+            out.append(heapq.heappop(self._heap))
+        return out
+
+    def next_due(self) -> int | None:
+        return self._heap[0][0] if self._heap else None
+
+    async def wait(self, timeout_s: float) -> None:
+        """Sleep until ``timeout_s`` passes or an earlier due time is added."""
+        try:
+            async with asyncio.timeout(max(0.0, timeout_s)):
+                await self._changed.wait()
+        except TimeoutError:
+            pass
