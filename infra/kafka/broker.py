@@ -125,8 +125,7 @@ def _download_jars(libs: Path) -> None:
     if mvn is None:
         raise BrokerError(
             "Maven ('mvn') is not on PATH; it is needed once to fetch the Kafka jars into "
-            f"{libs}. Install it (e.g. apt-get install maven) or point KAFSTASH_KAFKA_LIBS at a "
-            "directory that already holds them."
+            f"{libs}. Install it (e.g. apt-get install maven); later runs reuse the cached jars."
         )
     # A run killed half-way can leave truncated jars, which copy-dependencies would then keep
     # because it skips files that look up to date.
@@ -218,8 +217,9 @@ _running: set[LocalBroker] = set()
 
 @atexit.register
 def _stop_leftovers() -> None:
-    # The JVM runs in its own session so Ctrl-C in a terminal doesn't bypass a clean stop; the
-    # price is that nothing else would stop it if the owner forgot to.
+    # The JVM runs in its own session, so a terminal's Ctrl-C reaches only Python, which then
+    # stops the broker in order. The price: a broker whose owner never called stop() would
+    # outlive the interpreter.
     for broker in list(_running):
         broker.stop(timeout=10)
 
@@ -340,7 +340,7 @@ class LocalBroker:
                 repicks_left -= 1
                 # The quorum's controller endpoint is recorded at format time, so new ports mean
                 # a new format; the store was created moments ago and holds nothing yet.
-                log.warning("Kafka lost a port race on %s; retrying on new ports", self.bootstrap)
+                log.warning("Kafka lost the race for port %s; retrying on new ports", exc.port)
                 shutil.rmtree(self.log_dirs, ignore_errors=True)
                 self._port, self._controller_port = self._requested_ports
                 continue

@@ -67,7 +67,16 @@ async def test_produce_and_consume(kafka_bootstrap: str) -> None:
 async def test_acked_record_survives_sigkill_and_restart(tmp_path: Path) -> None:
     # A separate broker, so killing it cannot disturb the session broker other tests share.
     # start() is called straight from this coroutine on purpose: it must work inside a loop.
-    broker = LocalBroker(tmp_path / "crash-broker", heap="256m")
+    # The lower session timeout only shortens the wait after the kill: the restarted broker
+    # cannot register until its dead incarnation's session (9 s by default) has expired.
+    broker = LocalBroker(
+        tmp_path / "crash-broker",
+        heap="256m",
+        extra_properties={
+            "broker.session.timeout.ms": "3000",
+            "broker.heartbeat.interval.ms": "500",
+        },
+    )
     broker.start()
     try:
         topic = "infra-crash"
