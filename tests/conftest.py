@@ -42,3 +42,48 @@ def kafka_bootstrap(local_broker: LocalBroker | None) -> str:
         return external
     assert local_broker is not None
     return local_broker.bootstrap
+
+
+# ================================================================================= kafstash
+# A Stack is the three roles as processes with their own topic prefix; a Sink is a real HTTP
+# destination on 127.0.0.1 that verifies every signature with the official Python Receiver.
+
+from collections.abc import Callable  # noqa: E402
+
+from tests.sink import Sink  # noqa: E402
+from tests.stack import Stack  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """kafstash on the session broker, one per test module (a start costs a few seconds)."""
+    s = Stack(kafka_bootstrap, Path(tmp_path_factory.mktemp("kafstash")))
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def sink(stack: Stack) -> Iterator[Sink]:
+    s = Sink(current_key=stack.user.current_signing_key, next_key=stack.user.next_signing_key)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def route(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Unique sink paths per test: ``route("ok")`` → ``/ok/<test-id>``."""
+    tag = uuid.uuid4().hex[:8]
+
+    def make(kind: str) -> str:
+        return f"/{kind}/{request.node.name[:40]}-{tag}"
+
+    return make
+
+
+import uuid  # noqa: E402

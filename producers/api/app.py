@@ -112,6 +112,8 @@ class Api:
         return b"".join(chunks)
 
     def _check_destination(self, dest: str) -> str:
+        if "://" in dest and not destination.is_url(dest):
+            raise ApiError("invalid destination url: endpoint has invalid scheme, use http(s)://")
         if not destination.is_url(dest):
             # URL groups arrive with the QStash v2 surface; until then a name is unknown.
             raise NotFound(f"url group {dest!r} not found")

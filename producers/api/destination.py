@@ -24,7 +24,8 @@ def rebuild(raw_path: bytes, prefix: str, query_string: bytes) -> str:
         dest = unquote(dest)
     dest = _SCHEME_FIX.sub(r"\1://", dest)
     if query_string:
-        dest += "?" + query_string.decode("latin-1")
+        # A fully percent-encoded destination may carry its own query: append, do not add a 2nd "?".
+        dest += ("&" if "?" in dest else "?") + query_string.decode("latin-1")
     return dest
 
 

@@ -1,0 +1,126 @@
+"""A running kafstash (api, streams, sender) on the session's real broker, one process per role.
+
+Each Stack has its own topic prefix, consumer groups, state directory and API port, so stacks
+never see each other's records. Roles can be killed (SIGKILL) and restarted for crash tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from kafstash.config import Settings
+from kafstash.provision import ensure_topics
+from schemas.users import DEV_USERS
+
+ROLES = ("streams", "sender", "api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Stack:
+    def __init__(
+        self, bootstrap: str, home: Path, *, partitions: int = 2, env: dict[str, str] | None = None
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.home = home
+        self.prefix = f"t{uuid.uuid4().hex[:10]}"
+        self.api_port = free_port()
+        self.user = DEV_USERS[0]
+        self.env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "KAFSTASH_DEV": "true",
+            "KAFSTASH_HOME": str(home),
+            "KAFSTASH_TOPIC_PREFIX": self.prefix,
+            "KAFSTASH_PARTITIONS": str(partitions),
+            "KAFSTASH_API_PORT": str(self.api_port),
+            **(env or {}),
+        }
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, Path] = {}
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def token(self) -> str:
+        return self.user.token
+
+    def start(self, timeout: float = 60) -> None:
+        settings = Settings.from_env(self.env)
+        asyncio.run(ensure_topics(settings))
+        for role in ROLES:
+            self.start_role(role)
+        self.wait_api(timeout)
+
+    def start_role(self, role: str) -> None:
+        log_path = self.home / f"{role}.log"
+        self.logs[role] = log_path
+        with log_path.open("ab") as out:  # the child keeps its own copy of the descriptor
+            self.procs[role] = subprocess.Popen(
+                [sys.executable, "-m", "kafstash", role],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_api(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for role, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{role} exited with {proc.returncode}:\n{self.tail(role)}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"API not ready after {timeout}s:\n{self.tail('api')}")
+
+    def kill(self, role: str) -> None:
+        proc = self.procs[role]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def restart(self, role: str) -> None:
+        if self.procs[role].poll() is None:
+            self.kill(role)
+        self.start_role(role)
+        if role == "api":
+            self.wait_api()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for role, proc in self.procs.items():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            del role
+
+    def tail(self, role: str, lines: int = 40) -> str:
+        path = self.logs.get(role)
+        if path is None or not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

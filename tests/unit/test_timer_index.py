@@ -1,0 +1,183 @@
+"""TimerIndex: due-time order, bounded pops, and waking the firing loop for earlier dues."""
+
+import asyncio
+import time
+
+from streams.timer_index import TimerIndex
+
+NOW = 1_700_000_000_000
+
+
+def test_empty_index() -> None:
+    index = TimerIndex()
+
+    assert len(index) == 0
+    assert index.next_due() is None
+    assert index.pop_due(NOW) == []
+
+
+def test_pops_due_pairs_in_due_order_and_keeps_the_rest() -> None:
+    index = TimerIndex()
+    for due, mid in [(NOW + 30, "c"), (NOW - 10, "a"), (NOW + 5, "x"), (NOW, "b")]:
+        index.add(due, mid)
+
+    assert len(index) == 4
+    assert index.next_due() == NOW - 10
+    assert index.pop_due(NOW) == [(NOW - 10, "a"), (NOW, "b")]
+    assert len(index) == 2
+    assert index.next_due() == NOW + 5
+    assert index.pop_due(NOW + 100) == [(NOW + 5, "x"), (NOW + 30, "c")]
+    assert index.next_due() is None
+
+
+def test_same_due_ordered_by_message_id() -> None:
+    index = TimerIndex()
+    index.add(NOW, "msg_b")
+    index.add(NOW, "msg_a")
+
+    assert index.pop_due(NOW) == [(NOW, "msg_a"), (NOW, "msg_b")]
+
+
+def test_stale_duplicates_are_kept() -> None:
+    # A rescheduled message leaves its old pair; the partition owner ignores its Fire.
+    index = TimerIndex()
+    index.add(NOW, "m")
+    index.add(NOW + 10, "m")
+
+    assert index.pop_due(NOW + 10) == [(NOW, "m"), (NOW + 10, "m")]
+
+
+def test_pop_due_respects_the_limit() -> None:
+    index = TimerIndex()
+    for i in range(5):
+        index.add(NOW + i, f"m{i}")
+
+    assert index.pop_due(NOW + 10, limit=2) == [(NOW, "m0"), (NOW + 1, "m1")]
+    assert len(index) == 3
+    assert index.next_due() == NOW + 2
+    assert index.pop_due(NOW + 10, limit=2) == [(NOW + 2, "m2"), (NOW + 3, "m3")]
+    assert index.pop_due(NOW + 10, limit=2) == [(NOW + 4, "m4")]
+    assert len(index) == 0
+
+
+def test_replace_all_discards_the_old_pairs() -> None:
+    index = TimerIndex()
+    index.add(NOW - 1, "old")
+
+    index.replace_all([(NOW + 20, "b"), (NOW + 10, "a"), (NOW + 30, "c")])
+
+    assert len(index) == 3
+    assert index.next_due() == NOW + 10
+    assert index.pop_due(NOW) == []
+    assert index.pop_due(NOW + 25) == [(NOW + 10, "a"), (NOW + 20, "b")]
+
+
+def test_replace_all_with_nothing_empties_the_index() -> None:
+    index = TimerIndex()
+    index.add(NOW, "a")
+
+    index.replace_all([])
+
+    assert len(index) == 0
+    assert index.next_due() is None
+
+
+# --- wait() --------------------------------------------------------------------------------
+# Wall-clock bounds below are deliberately generous: they only tell "woke early" from "slept
+# until the timeout" (several seconds apart).
+
+
+async def _wait_with_add(index: TimerIndex, due: int, *, timeout_s: float) -> float:
+    """Seconds that ``index.wait(timeout_s)`` takes when another task adds ``due`` meanwhile."""
+
+    async def add_soon() -> None:
+        await asyncio.sleep(0.01)
+        index.add(due, "new")
+
+    adder = asyncio.create_task(add_soon())
+    start = time.monotonic()
+    await index.wait(timeout_s)
+    elapsed = time.monotonic() - start
+    await adder
+    return elapsed
+
+
+async def test_wait_returns_early_when_an_earlier_due_is_added() -> None:
+    index = TimerIndex()
+    index.add(NOW + 60_000, "later")
+    assert index.pop_due(NOW) == []  # the firing loop's turn: it then waits for NOW + 60 s
+
+    elapsed = await _wait_with_add(index, NOW + 1_000, timeout_s=10.0)
+
+    assert elapsed < 5.0
+    assert index.next_due() == NOW + 1_000
+
+
+async def test_wait_returns_early_when_a_due_is_added_to_an_empty_index() -> None:
+    index = TimerIndex()
+    index.pop_due(NOW)
+
+    elapsed = await _wait_with_add(index, NOW + 1_000, timeout_s=10.0)
+
+    assert elapsed < 5.0
+
+
+async def test_wait_does_not_return_early_for_a_later_due() -> None:
+    index = TimerIndex()
+    index.add(NOW + 1_000, "sooner")
+    index.pop_due(NOW)
+
+    elapsed = await _wait_with_add(index, NOW + 60_000, timeout_s=0.3)
+
+    assert elapsed >= 0.25  # slept to the timeout
+    assert index.next_due() == NOW + 1_000
+
+
+async def test_add_while_the_loop_is_busy_still_wakes_the_next_wait() -> None:
+    # pop_due clears the signal, not wait(): an add between the two must not be lost.
+    index = TimerIndex()
+    index.add(NOW + 60_000, "later")
+    index.pop_due(NOW)
+    index.add(NOW + 1_000, "sooner")
+
+    start = time.monotonic()
+    await index.wait(10.0)
+
+    assert time.monotonic() - start < 5.0
+
+
+async def test_wait_after_pop_due_sleeps_until_the_timeout() -> None:
+    index = TimerIndex()
+    index.add(NOW, "a")
+    index.pop_due(NOW)
+
+    start = time.monotonic()
+    await index.wait(0.2)
+
+    assert time.monotonic() - start >= 0.15
+
+
+async def test_wait_with_a_negative_timeout_returns_at_once() -> None:
+    index = TimerIndex()
+    index.pop_due(NOW)
+
+    start = time.monotonic()
+    await index.wait(-5.0)
+
+    assert time.monotonic() - start < 5.0
+
+
+async def test_replace_all_wakes_the_waiter() -> None:
+    index = TimerIndex()
+    index.pop_due(NOW)
+
+    async def rebuild_soon() -> None:
+        await asyncio.sleep(0.01)
+        index.replace_all([(NOW + 5, "m")])
+
+    task = asyncio.create_task(rebuild_soon())
+    start = time.monotonic()
+    await index.wait(10.0)
+    await task
+
+    assert time.monotonic() - start < 5.0
