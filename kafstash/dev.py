@@ -70,7 +70,7 @@ def run_dev(settings: Settings) -> int:
     if bootstrap is None:
         from infra.kafka import LocalBroker, ensure_jars  # noqa: PLC0415 - only dev starts one
 
-        log.info("fetching Kafka's jars with Maven (first run only)")
+        log.info("checking Kafka's jars (Maven fetches them on first use)")
         ensure_jars()
         broker = LocalBroker(settings.home / "kafka")
         broker.start()

@@ -57,8 +57,25 @@ def run_streams(settings: Settings) -> None:
             dedup_window_ms=settings.dedup_window_ms,
         )
     )
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker = faust.Worker(app, loglevel="INFO", quiet=True, logging_config=_FAUST_LOGGING)
+    worker.spinner = None  # its terminal escape codes garble `kafstash dev`'s shared console
     worker.execute_from_commandline()
+
+
+# faust applies this with dictConfig: our lines at INFO in the CLI's format, faust's own at WARNING.
+_FAUST_LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {
+            "format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+            "datefmt": "%H:%M:%S",
+        }
+    },
+    "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"level": "INFO", "handlers": ["default"]},
+    "loggers": {name: {"level": "WARNING"} for name in ("faust", "mode", "aiokafka")},
+}
 
 
 def run_sender(settings: Settings) -> None:

@@ -143,7 +143,7 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
             if isinstance(row, delay.Pending):
                 pairs.append((row.due, key.decode() if isinstance(key, bytes) else str(key)))
         index.replace_all(pairs)
-        log.info("delay index rebuilt: %d pending", len(pairs))
+        log.info("streams ready: delay table recovered, %d messages pending", len(pairs))
 
     @app.task  # type: ignore[untyped-decorator]
     async def fire_due() -> None:

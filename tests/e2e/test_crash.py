@@ -72,7 +72,7 @@ def test_kill_sender_mid_delivery_loses_nothing(crash_stack: Stack) -> None:
         lost = set(acked) - set(delivered)
         unexpected = set(delivered) - set(acked)
         duplicates = sum(c - 1 for c in delivered.values())
-        print(  # noqa: T201 - the ledger summary is the test's report
+        print(
             f"acked={len(acked)} delivered={len(delivered)} lost={len(lost)} "
             f"duplicates={duplicates} received_before_kill={in_flight_at_kill}"
         )
