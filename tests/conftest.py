@@ -54,10 +54,10 @@ from tests.sink import Sink  # noqa: E402
 from tests.stack import Stack  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """kafstash on the session broker, one per test module (a start costs a few seconds)."""
-    s = Stack(kafka_bootstrap, Path(tmp_path_factory.mktemp("kafstash")))
+@pytest.fixture
+def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
+    """kafstash on the session broker with the test's own topic prefix, groups and state."""
+    s = Stack(kafka_bootstrap, tmp_path)
     s.start()
     try:
         yield s
@@ -65,7 +65,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         s.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sink(stack: Stack) -> Iterator[Sink]:
     s = Sink(current_key=stack.user.current_signing_key, next_key=stack.user.next_signing_key)
     s.start()

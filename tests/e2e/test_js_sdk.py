@@ -25,7 +25,7 @@ DEV_KEYS = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def js(stack: Stack) -> JsSdk:
     return JsSdk(stack.base_url, stack.token)
 

@@ -18,7 +18,7 @@ from tests.stack import Stack
 pytestmark = pytest.mark.broker
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client(stack: Stack) -> Iterator[QStash]:
     c = QStash(stack.token, base_url=stack.base_url)
     yield c
