@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -76,7 +77,7 @@ def run_dev(settings: Settings) -> int:
         broker.start()
         bootstrap = broker.bootstrap
         log.info("kafka broker ready on %s (pid %s)", bootstrap, broker.pid)
-    settings = Settings(**{**settings.__dict__, "bootstrap": bootstrap})
+    settings = dataclasses.replace(settings, bootstrap=bootstrap)
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -160,7 +160,7 @@ class DecisionWaiter:
     ) -> None:
         await self._follower.stop()
 
-    def expect(self, request_id: str) -> Awaitable[Accepted]:
+    def expect(self, request_id: str) -> asyncio.Future[Accepted]:
         fut: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = fut
         fut.add_done_callback(lambda _f: self._waiting.pop(request_id, None))

@@ -149,9 +149,7 @@ class Api:
             ) from exc
         finally:
             for fut in waits.values():
-                if not isinstance(fut, asyncio.Future) or not fut.done():
-                    with contextlib.suppress(Exception):
-                        fut.cancel()  # type: ignore[attr-defined]
+                fut.cancel()  # no-op when resolved; otherwise stops tracking the request
         for r, (mid, dedup) in zip(requests, results, strict=True):
             if not dedup and mid == r.message.message_id:
                 self.view.remember(r.message)
