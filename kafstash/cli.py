@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("api", help="serve the QStash v2 HTTP API")
     sub.add_parser("streams", help="run the stream workers (dedup and delay tables)")
     sub.add_parser("sender", help="deliver due messages over HTTP")
+    sub.add_parser("archiver", help="append the delivery log to the Iceberg table")
     topics = sub.add_parser("topics", help="manage topics")
     topics.add_argument("action", choices=["create"])
     args = parser.parse_args(argv)
@@ -53,9 +54,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from kafstash import roles  # noqa: PLC0415
 
-        {"api": roles.run_api, "streams": roles.run_streams, "sender": roles.run_sender}[
-            args.command
-        ](settings)
+        {
+            "api": roles.run_api,
+            "streams": roles.run_streams,
+            "sender": roles.run_sender,
+            "archiver": roles.run_archiver,
+        }[args.command](settings)
         return 0
     except ConfigError as exc:
         print(f"kafstash: configuration error: {exc}", file=sys.stderr)

@@ -17,7 +17,7 @@ from kafstash.provision import ensure_topics
 
 log = logging.getLogger("kafstash.dev")
 
-ROLES = ("streams", "sender", "api")
+ROLES = ("streams", "sender", "api", "archiver")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The runnable roles (api, streams, sender), each wired from Settings. One process per role."""
+"""The runnable roles (api, streams, sender, archiver), wired from Settings; one per process."""
 
 from __future__ import annotations
 
@@ -6,15 +6,19 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import uvicorn
 
-from kafstash.config import Settings
+from kafstash.config import ConfigError, Settings
 from producers.api.app import ApiConfig, create_app
 from producers.api.publish import PublishLimits
 from sinks.http.sender import Sender, SenderConfig
 from streams.app import StreamsConfig
 from streams.app import create_app as create_streams_app
+
+if TYPE_CHECKING:
+    from sinks.iceberg.archiver import ArchiverConfig
 
 log = logging.getLogger("kafstash")
 
@@ -96,5 +100,54 @@ def run_sender(settings: Settings) -> None:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         await Sender(cfg).run(stop)
+
+    uvloop.run(main())
+
+
+def archiver_config(settings: Settings, env: dict[str, str] | None = None) -> ArchiverConfig:
+    """Archiver settings: KAFSTASH_ARCHIVE_INTERVAL (s), KAFSTASH_ARCHIVE_MAX_ROWS, the catalog."""
+    import os  # noqa: PLC0415
+
+    from sinks.iceberg.archiver import (  # noqa: PLC0415 - pyiceberg loads only in this role
+        DEFAULT_INTERVAL_S,
+        DEFAULT_MAX_ROWS,
+        ArchiverConfig,
+    )
+    from sinks.iceberg.table import CatalogConfig  # noqa: PLC0415
+
+    env = dict(os.environ if env is None else env)
+    try:
+        interval = float(env.get("KAFSTASH_ARCHIVE_INTERVAL") or DEFAULT_INTERVAL_S)
+        max_rows = int(env.get("KAFSTASH_ARCHIVE_MAX_ROWS") or DEFAULT_MAX_ROWS)
+    except ValueError as exc:
+        raise ConfigError(f"KAFSTASH_ARCHIVE_INTERVAL / _MAX_ROWS: {exc}") from exc
+    try:
+        catalog = CatalogConfig.from_env(env, home=settings.home, namespace=settings.topics.prefix)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return ArchiverConfig(
+        bootstrap=settings.require_bootstrap,
+        topics=settings.topics,
+        group_id=f"{settings.topics.prefix}-archiver",
+        catalog=catalog,
+        interval_s=interval,
+        max_rows=max_rows,
+    )
+
+
+def run_archiver(settings: Settings) -> None:
+    import uvloop  # noqa: PLC0415
+
+    from sinks.iceberg.archiver import Archiver  # noqa: PLC0415
+
+    cfg = archiver_config(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await Archiver(cfg).run(stop)
 
     uvloop.run(main())

@@ -1,0 +1,152 @@
+"""The catalog and the delivery_log table: where they are, and creating them on first use.
+
+Catalogs, by environment (read once by :meth:`CatalogConfig.from_env`):
+
+- default: pyiceberg's SQL catalog on SQLite, ``$KAFSTASH_HOME/iceberg/catalog.db``, with a
+  local warehouse ``$KAFSTASH_HOME/iceberg/warehouse`` (one machine; SQLite is for development).
+- ``KAFSTASH_ICEBERG_CATALOG_URI=postgresql+psycopg2://user:pw@host/db``: the same SQL catalog
+  on PostgreSQL, for shared deployments (install the ``postgres`` extra).
+- ``KAFSTASH_ICEBERG_CATALOG_TYPE=rest`` with ``KAFSTASH_ICEBERG_CATALOG_URI=http://...``: a REST
+  catalog (Polaris, Lakekeeper, Nessie, the Iceberg REST fixture, ...).
+- ``KAFSTASH_ICEBERG_WAREHOUSE``: ``file:///...`` or ``s3://bucket/path``; S3 credentials and
+  endpoint go in pyiceberg's own variables, e.g. ``PYICEBERG_CATALOG__KAFSTASH__S3__ENDPOINT``.
+- ``KAFSTASH_ICEBERG_NAMESPACE``: defaults to the topic prefix, so deployments sharing one
+  catalog keep apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.table.snapshots import ancestors_of
+from pyiceberg.transforms import DayTransform
+from pyiceberg.types import (
+    IcebergType,
+    IntegerType,
+    ListType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+
+from schemas.delivery_log import COLUMNS, PARTITION_SPEC, TABLE_NAME, Column
+
+CATALOG_NAME = "kafstash"
+
+TABLE_PROPERTIES = {
+    # Every commit writes a metadata.json; keep the last 50 and delete older ones on commit.
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "50",
+    "format-version": "2",
+}
+
+
+class CatalogConfigError(ValueError):
+    """An Iceberg setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    namespace: str
+    properties: dict[str, str] = field(default_factory=dict)
+    table: str = TABLE_NAME
+
+    @property
+    def identifier(self) -> tuple[str, str]:
+        return (self.namespace, self.table)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, home: Path, namespace: str) -> CatalogConfig:
+        kind = (env.get("KAFSTASH_ICEBERG_CATALOG_TYPE") or "sql").strip().lower()
+        uri = env.get("KAFSTASH_ICEBERG_CATALOG_URI") or ""
+        warehouse = env.get("KAFSTASH_ICEBERG_WAREHOUSE") or ""
+        base = home / "iceberg"
+        if kind == "sql":
+            if not uri:
+                base.mkdir(parents=True, exist_ok=True)
+                uri = f"sqlite:///{base / 'catalog.db'}"
+            if not warehouse:
+                (base / "warehouse").mkdir(parents=True, exist_ok=True)
+                warehouse = (base / "warehouse").as_uri()
+        elif kind == "rest":
+            if not uri:
+                raise CatalogConfigError("KAFSTASH_ICEBERG_CATALOG_URI is required for rest")
+        else:
+            raise CatalogConfigError(
+                f"KAFSTASH_ICEBERG_CATALOG_TYPE must be sql or rest, got {kind!r}"
+            )
+        props = {"type": kind, "uri": uri}
+        if warehouse:
+            props["warehouse"] = warehouse
+        ns = env.get("KAFSTASH_ICEBERG_NAMESPACE") or namespace
+        return cls(namespace=ns, properties=props)
+
+
+def _iceberg_type(column: Column) -> IcebergType:
+    match column.type:
+        case "string":
+            return StringType()
+        case "int":
+            return IntegerType()
+        case "long":
+            return LongType()
+        case "timestamptz":
+            return TimestamptzType()
+        case "list<string>":
+            assert column.element_id is not None
+            return ListType(column.element_id, StringType(), element_required=True)
+
+
+def iceberg_schema() -> Schema:
+    fields = [
+        NestedField(c.field_id, c.name, _iceberg_type(c), required=c.required, doc=c.doc)
+        for c in COLUMNS
+    ]
+    return Schema(*fields, identifier_field_ids=[COLUMNS[0].field_id])
+
+
+def partition_spec(schema: Schema) -> PartitionSpec:
+    fields = [
+        PartitionField(
+            source_id=schema.find_field(p.source).field_id,
+            field_id=p.field_id,
+            transform=DayTransform(),
+            name=p.name,
+        )
+        for p in PARTITION_SPEC
+    ]
+    return PartitionSpec(*fields)
+
+
+def load(cfg: CatalogConfig) -> Catalog:
+    return load_catalog(CATALOG_NAME, **cfg.properties)
+
+
+def open_table(cfg: CatalogConfig, catalog: Catalog | None = None) -> Table:
+    """The delivery_log table, creating the namespace and the table if missing."""
+    catalog = catalog or load(cfg)
+    catalog.create_namespace_if_not_exists(cfg.namespace)
+    schema = iceberg_schema()
+    return catalog.create_table_if_not_exists(
+        cfg.identifier,
+        schema=schema,
+        partition_spec=partition_spec(schema),
+        properties=TABLE_PROPERTIES,
+    )
+
+
+def summaries(table: Table) -> Iterator[Mapping[str, str]]:
+    """Summary properties of the current snapshot and its ancestors, newest first."""
+    current = table.current_snapshot()
+    if current is None:
+        return
+    for snapshot in ancestors_of(current, table.metadata):
+        if snapshot.summary is not None:
+            yield snapshot.summary.additional_properties
