@@ -33,6 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("archiver", help="append the delivery log to the Iceberg table")
     topics = sub.add_parser("topics", help="manage topics")
     topics.add_argument("action", choices=["create"])
+    archive = sub.add_parser("archive", help="maintain the Iceberg delivery log")
+    archive.add_argument("action", choices=["maintain"])
+    archive.add_argument("--day", default=None, help="rewrite this UTC day's files (YYYY-MM-DD)")
+    archive.add_argument("--expire-older-than-hours", type=float, default=None)
+    logs = sub.add_parser("logs", help="SQL and reports over the delivery log (DuckDB)")
+    logs_sub = logs.add_subparsers(dest="logs_command", required=True)
+    logs_query = logs_sub.add_parser("query", help="run SQL over the view delivery_log")
+    logs_query.add_argument("sql")
+    logs_report = logs_sub.add_parser("report", help="a ready report")
+    logs_report.add_argument("name", choices=["success-rate", "failures", "retries", "dlq"])
+    for p in (logs_query, logs_report):
+        p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     args = parser.parse_args(argv)
     _logging()
     try:
@@ -46,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             from kafstash.dev import run_dev  # noqa: PLC0415
 
             return run_dev(Settings.from_env(dev=True))
-        settings = Settings.from_env()
+        # The archive and logs commands read the table only: no users needed.
+        settings = Settings.from_env(dev=True if args.command in ("archive", "logs") else None)
         if args.command == "topics":
             from kafstash.provision import ensure_topics  # noqa: PLC0415
 
@@ -54,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from kafstash import roles  # noqa: PLC0415
 
+        if args.command in ("archive", "logs"):
+            print(roles.run_archive_command(settings, args))
+            return 0
         {
             "api": roles.run_api,
             "streams": roles.run_streams,

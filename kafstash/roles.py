@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from typing import TYPE_CHECKING
@@ -116,6 +118,8 @@ def archiver_config(settings: Settings, env: dict[str, str] | None = None) -> Ar
     from sinks.iceberg.table import CatalogConfig  # noqa: PLC0415
 
     env = dict(os.environ if env is None else env)
+    if not settings.bootstrap:  # the archive commands read the table only
+        settings = dataclasses.replace(settings, bootstrap="-")
     try:
         interval = float(env.get("KAFSTASH_ARCHIVE_INTERVAL") or DEFAULT_INTERVAL_S)
         max_rows = int(env.get("KAFSTASH_ARCHIVE_MAX_ROWS") or DEFAULT_MAX_ROWS)
@@ -151,3 +155,28 @@ def run_archiver(settings: Settings) -> None:
         await Archiver(cfg).run(stop)
 
     uvloop.run(main())
+
+
+def run_archive_command(settings: Settings, args: argparse.Namespace) -> str:
+    """``kafstash archive maintain`` and ``kafstash logs query|report``: their output."""
+    from datetime import UTC, date, datetime, timedelta  # noqa: PLC0415
+
+    from sinks.iceberg import analytics  # noqa: PLC0415
+    from sinks.iceberg.maintain import maintain  # noqa: PLC0415
+    from sinks.iceberg.table import open_table  # noqa: PLC0415
+
+    table = open_table(archiver_config(settings).catalog)
+    if args.command == "archive":
+        hours = args.expire_older_than_hours
+        report = maintain(
+            table,
+            day=date.fromisoformat(args.day) if args.day else None,
+            expire_older_than=None if hours is None else timedelta(hours=hours),
+            now=datetime.now(UTC),
+        )
+        return str(report)
+    if args.logs_command == "query":
+        result = analytics.query(table, args.sql)
+    else:
+        result = analytics.report(table, args.name)
+    return analytics.render(result, args.format)
