@@ -4,7 +4,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from schemas.commands import Accepted, DeliveryDue, PublishRequest, TimerCommand
+from schemas.commands import Accepted, DeliveryDue, PublishRequest, RequestCommand, TimerCommand
 from schemas.events import MessageEvent
 from schemas.message import Message
 
@@ -13,7 +13,15 @@ T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {
     t: msgspec.json.Decoder(t)
-    for t in (PublishRequest, TimerCommand, DeliveryDue, Accepted, MessageEvent, Message)
+    for t in (
+        PublishRequest,
+        RequestCommand,
+        TimerCommand,
+        DeliveryDue,
+        Accepted,
+        MessageEvent,
+        Message,
+    )
 }
 
 
@@ -27,6 +35,11 @@ def decode(data: bytes, kind: type[T]) -> T:
     if decoder is None:
         decoder = _decoders[kind] = msgspec.json.Decoder(kind)
     result: T = decoder.decode(data)
+    return result
+
+
+def decode_request(data: bytes) -> RequestCommand:
+    result: RequestCommand = _decoders[RequestCommand].decode(data)
     return result
 
 

@@ -21,6 +21,22 @@ class PublishRequest(
     reply: bool = False
 
 
+class ExpireDedup(
+    Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="expire-dedup"
+):
+    """Drop the dedup row ``key`` if it still expires at ``expires_at`` (sent by the sweeper).
+
+    Topic ``<prefix>.requests``, key = ``key``, so it meets the row on its partition.
+    """
+
+    key: str
+    expires_at: int
+
+
+# Topic ``<prefix>.requests``.
+RequestCommand = PublishRequest | ExpireDedup
+
+
 class Schedule(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="schedule"):
     """Hold ``message`` until ``due`` (ms), then deliver attempt number ``retried`` (0-based)."""
 

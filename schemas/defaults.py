@@ -10,6 +10,9 @@ RETRY_AFTER_CAP_S: Final = 86_400  # a destination's Retry-After above this is i
 DEFAULT_TIMEOUT_MS: Final = 15 * 60 * 1000  # QStash free plan's max response time
 MAX_DELAY_MS: Final = 365 * 24 * 3600 * 1000  # QStash pay-as-you-go max delay: one year
 DEDUP_WINDOW_MS: Final = 3600 * 1000  # one hour (configurable with KAFSTASH_DEDUP_WINDOW)
+# A cancelled message's marker outlives any attempt still in flight at a sender (an attempt is
+# bounded by DEFAULT_TIMEOUT_MS), then goes, so cancelled ids do not pile up in the table.
+CANCELED_MARKER_TTL_MS: Final = 24 * 3600 * 1000
 SIGNATURE_TTL_S: Final = 300  # Upstash-Signature JWTs live 5 minutes
 # Kafka's default max.message.bytes is 1 MiB; the body limit leaves room for headers and the
 # JSON envelope (bodies are base64 in JSON: 4/3 growth) and is documented in the README.

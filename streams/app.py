@@ -18,7 +18,7 @@ import faust
 import msgspec
 
 from schemas import codec
-from schemas.commands import Cancel, Fire, PublishRequest, Schedule
+from schemas.commands import Cancel, ExpireDedup, Fire, PublishRequest, Schedule
 from schemas.topics import Topics
 from streams import dedup, delay
 from streams.effects import Step
@@ -84,6 +84,7 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     dedup_table = app.Table("dedup", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
     delay_table = app.Table("delay", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
     index = TimerIndex()
+    sweep_interval_s = min(600.0, max(10.0, cfg.dedup_window_ms / 2000))
 
     def now_ms() -> int:
         return int(clock() * 1000)
@@ -103,15 +104,24 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     async def accept(stream: Any) -> None:
         async for event in stream.events():
             try:
-                req = codec.decode(event.value, PublishRequest)
+                cmd = codec.decode_request(event.value)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 # A malformed record from a Kafka-native producer must not stall its partition.
                 log.warning("dropping unreadable publish request: %s", exc)
                 continue
-            key = (req.dedup_key or req.message.message_id).encode()
-            raw = dedup_table.get(key) if req.dedup_key else None
-            existing = _dedup_row.decode(raw) if raw else None
-            step = dedup.accept(req, existing, now_ms=now_ms(), window_ms=cfg.dedup_window_ms)
+            match cmd:
+                case PublishRequest():
+                    key = (cmd.dedup_key or cmd.message.message_id).encode()
+                    raw = dedup_table.get(key) if cmd.dedup_key else None
+                    existing = _dedup_row.decode(raw) if raw else None
+                    step = dedup.accept(
+                        cmd, existing, now_ms=now_ms(), window_ms=cfg.dedup_window_ms
+                    )
+                case ExpireDedup():
+                    key = cmd.key.encode()
+                    raw = dedup_table.get(key)
+                    existing = _dedup_row.decode(raw) if raw else None
+                    step = dedup.expire(cmd, existing, now_ms=now_ms())
             await apply(step, dedup_table, key)
 
     @app.agent(timers)
@@ -140,10 +150,16 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
         pairs: list[tuple[int, str]] = []
         for key, raw in delay_table.items():
             row = _delay_row.decode(raw)
-            if isinstance(row, delay.Pending):
-                pairs.append((row.due, key.decode() if isinstance(key, bytes) else str(key)))
+            pairs.append((delay.wake_time(row), key.decode()))
         index.replace_all(pairs)
         log.info("streams ready: delay table recovered, %d messages pending", len(pairs))
+
+    @app.timer(sweep_interval_s)  # type: ignore[untyped-decorator]
+    async def sweep_dedup() -> None:
+        # Rows are only ignored once expired; this makes them go, through the partition owner.
+        rows = ((k.decode(), _dedup_row.decode(v)) for k, v in dedup_table.items())
+        for cmd in dedup.expired_keys(rows, now_ms=now_ms()):
+            await requests.send(key=cmd.key.encode(), value=codec.encode(cmd))
 
     @app.task  # type: ignore[untyped-decorator]
     async def fire_due() -> None:

@@ -1,8 +1,10 @@
 """The accept step: deduplicate a PublishRequest and route the new message to delivery or delay."""
 
+from collections.abc import Iterable
+
 from msgspec import Struct
 
-from schemas.commands import Accepted, DeliveryDue, PublishRequest, Schedule
+from schemas.commands import Accepted, DeliveryDue, ExpireDedup, PublishRequest, Schedule
 from schemas.events import MessageEvent
 from streams.effects import Emit, Step
 
@@ -58,3 +60,18 @@ def accept(
             )
         )
     return Step(emits=tuple(out), put=put)
+
+
+def expire(cmd: ExpireDedup, existing: DedupEntry | None, *, now_ms: int) -> Step:
+    """Delete the row only if it is the one the sweeper saw and it has expired.
+
+    A row renewed since the sweep (a new message with the same key after expiry) is kept.
+    """
+    if existing is not None and existing.expires_at == cmd.expires_at <= now_ms:
+        return Step(delete=True)
+    return Step()
+
+
+def expired_keys(rows: Iterable[tuple[str, DedupEntry]], *, now_ms: int) -> list[ExpireDedup]:
+    """What the sweeper sends for the rows it read."""
+    return [ExpireDedup(key=k, expires_at=e.expires_at) for k, e in rows if e.expires_at <= now_ms]

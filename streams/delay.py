@@ -7,6 +7,7 @@ leaves a ``Canceled`` row so that a retry still in flight at the sender is dropp
 from msgspec import Struct
 
 from schemas.commands import Cancel, DeliveryDue, Fire, Schedule
+from schemas.defaults import CANCELED_MARKER_TTL_MS
 from schemas.events import MessageEvent
 from schemas.message import Message
 from streams.effects import Emit, Step
@@ -20,6 +21,7 @@ class Pending(Struct, frozen=True, kw_only=True, rename="camel", tag="pending"):
 
 class Canceled(Struct, frozen=True, kw_only=True, rename="camel", tag="canceled"):
     canceled_at: int
+    expires_at: int  # the marker is deleted then (a Fire at this time)
 
 
 Row = Pending | Canceled
@@ -44,6 +46,8 @@ def on_fire(cmd: Fire, row: Row | None, *, now_ms: int) -> Step:
     # (rescheduled since, or fired twice after a rebalance) is ignored.
     if isinstance(row, Pending) and row.due == cmd.due and row.due <= now_ms:
         return Step(emits=(_due(row.message, row.retried, now_ms),), delete=True)
+    if isinstance(row, Canceled) and row.expires_at == cmd.due and row.expires_at <= now_ms:
+        return Step(delete=True)
     return Step()
 
 
@@ -62,5 +66,11 @@ def on_cancel(cmd: Cancel, row: Row | None, *, now_ms: int) -> Step:
     )
     return Step(
         emits=(Emit("events", cmd.message_id, event), Emit("messages", cmd.message_id, None)),
-        put=Canceled(canceled_at=now_ms),
+        put=Canceled(canceled_at=now_ms, expires_at=now_ms + CANCELED_MARKER_TTL_MS),
+        wake_at=now_ms + CANCELED_MARKER_TTL_MS,
     )
+
+
+def wake_time(row: Row) -> int:
+    """When the timer must look at ``row`` again (rebuilding the index after recovery)."""
+    return row.due if isinstance(row, Pending) else row.expires_at

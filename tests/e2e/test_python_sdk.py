@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -215,3 +216,21 @@ def test_keys_are_the_dev_keys(stack: Stack) -> None:
         "current": "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r",
         "next": "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs",
     }
+
+
+def test_dedup_window_ends(kafka_bootstrap: str, tmp_path: Path) -> None:
+    stack = Stack(kafka_bootstrap, tmp_path, env={"KAFSTASH_DEDUP_WINDOW": "2"})
+    stack.start()
+    try:
+        client = QStash(stack.token, base_url=stack.base_url)
+        url = "http://127.0.0.1:9/never"  # undeliverable is fine: only ids are compared
+        first = client.message.publish(url=url, body="a", deduplication_id="w", retries=0)
+        again = client.message.publish(url=url, body="a", deduplication_id="w", retries=0)
+        assert again.message_id == first.message_id
+        time.sleep(2.5)
+        later = client.message.publish(url=url, body="a", deduplication_id="w", retries=0)
+        assert later.message_id != first.message_id
+        assert not later.deduplicated
+        client.http._client.close()
+    finally:
+        stack.stop()

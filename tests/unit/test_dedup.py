@@ -1,9 +1,9 @@
 """accept(): deduplicate a PublishRequest and route the new message to delivery or delay."""
 
-from schemas.commands import Accepted, DeliveryDue, PublishRequest, Schedule
+from schemas.commands import Accepted, DeliveryDue, ExpireDedup, PublishRequest, Schedule
 from schemas.events import MessageEvent
 from schemas.message import Message
-from streams.dedup import DedupEntry, accept
+from streams.dedup import DedupEntry, accept, expire, expired_keys
 from streams.effects import Emit, Step
 
 NOW = 1_700_000_000_000
@@ -211,3 +211,35 @@ def test_replay_after_crash_re_emits_the_same_records_without_extending_expiry()
     assert [(e.topic, e.key) for e in again.emits] == [(e.topic, e.key) for e in first.emits]
     assert again.emits[1:2] == first.emits[1:2]
     assert again.emits[3] == first.emits[3]
+
+
+# --- expiry sweep ----------------------------------------------------------------------------
+
+
+def test_expired_keys_lists_only_expired_rows() -> None:
+    rows = [
+        ("u:id:old", DedupEntry(message_id="m1", expires_at=NOW - 1)),
+        ("u:id:edge", DedupEntry(message_id="m2", expires_at=NOW)),
+        ("u:id:live", DedupEntry(message_id="m3", expires_at=NOW + 1)),
+    ]
+
+    assert expired_keys(rows, now_ms=NOW) == [
+        ExpireDedup(key="u:id:old", expires_at=NOW - 1),
+        ExpireDedup(key="u:id:edge", expires_at=NOW),
+    ]
+
+
+def test_expire_deletes_the_row_the_sweeper_saw() -> None:
+    row = DedupEntry(message_id="m1", expires_at=NOW - 1)
+
+    assert expire(ExpireDedup(key="k", expires_at=NOW - 1), row, now_ms=NOW) == Step(delete=True)
+
+
+def test_expire_keeps_a_row_renewed_since_the_sweep() -> None:
+    renewed = DedupEntry(message_id="m2", expires_at=NOW + 3_600_000)
+
+    assert expire(ExpireDedup(key="k", expires_at=NOW - 1), renewed, now_ms=NOW) == Step()
+
+
+def test_expire_without_row_is_a_no_op() -> None:
+    assert expire(ExpireDedup(key="k", expires_at=NOW - 1), None, now_ms=NOW) == Step()

@@ -3,9 +3,10 @@
 import pytest
 
 from schemas.commands import Cancel, DeliveryDue, Fire, Schedule
+from schemas.defaults import CANCELED_MARKER_TTL_MS
 from schemas.events import MessageEvent
 from schemas.message import Message
-from streams.delay import Canceled, Pending, Row, on_cancel, on_fire, on_schedule
+from streams.delay import Canceled, Pending, Row, on_cancel, on_fire, on_schedule, wake_time
 from streams.effects import Emit, Step
 
 NOW = 1_700_000_000_000
@@ -65,7 +66,9 @@ def test_schedule_already_due_over_a_pending_row_delivers_and_deletes_it() -> No
 @pytest.mark.parametrize("due", [NOW - 1, NOW + 30_000], ids=["due", "future"])
 def test_schedule_after_cancel_is_dropped(due: int) -> None:
     step = on_schedule(
-        Schedule(message=MSG, due=due, retried=1), Canceled(canceled_at=NOW - 5), now_ms=NOW
+        Schedule(message=MSG, due=due, retried=1),
+        Canceled(canceled_at=NOW - 5, expires_at=NOW + 1_000),
+        now_ms=NOW,
     )
 
     assert step.emits == ()
@@ -112,7 +115,7 @@ def test_fire_without_row_is_ignored() -> None:
 
 
 def test_fire_after_cancel_is_ignored() -> None:
-    row = Canceled(canceled_at=NOW - 100)
+    row = Canceled(canceled_at=NOW - 100, expires_at=NOW + 1_000)
 
     assert on_fire(Fire(message_id=MID, due=NOW - 1), row, now_ms=NOW) == Step()
 
@@ -140,7 +143,8 @@ def test_cancel_pending_message() -> None:
     )
     assert step == Step(
         emits=(Emit("events", MID, event), Emit("messages", MID, None)),
-        put=Canceled(canceled_at=NOW),
+        put=Canceled(canceled_at=NOW, expires_at=NOW + CANCELED_MARKER_TTL_MS),
+        wake_at=NOW + CANCELED_MARKER_TTL_MS,
     )
 
 
@@ -151,7 +155,8 @@ def test_cancel_without_row_still_leaves_a_canceled_row() -> None:
     event = MessageEvent(time=NOW, message_id=MID, user_id=USER, state="CANCELED", url="")
     assert step == Step(
         emits=(Emit("events", MID, event), Emit("messages", MID, None)),
-        put=Canceled(canceled_at=NOW),
+        put=Canceled(canceled_at=NOW, expires_at=NOW + CANCELED_MARKER_TTL_MS),
+        wake_at=NOW + CANCELED_MARKER_TTL_MS,
     )
 
 
@@ -172,3 +177,30 @@ def test_retry_scheduled_after_cancel_is_dropped() -> None:
 
     assert step.emits == ()
     assert step.put is None
+
+
+# --- the cancelled marker's end ------------------------------------------------------------
+
+
+def test_cancelled_marker_is_deleted_when_its_time_comes() -> None:
+    row = Canceled(canceled_at=NOW - 10, expires_at=NOW - 1)
+
+    assert on_fire(Fire(message_id=MID, due=NOW - 1), row, now_ms=NOW) == Step(delete=True)
+
+
+def test_cancelled_marker_stays_before_its_time() -> None:
+    row = Canceled(canceled_at=NOW - 10, expires_at=NOW + 5)
+
+    assert on_fire(Fire(message_id=MID, due=NOW + 5), row, now_ms=NOW) == Step()
+
+
+def test_stale_fire_never_deletes_the_marker() -> None:
+    # A Fire for the message's old due time arrives after the cancel: the marker must stay.
+    row = Canceled(canceled_at=NOW - 10, expires_at=NOW + CANCELED_MARKER_TTL_MS)
+
+    assert on_fire(Fire(message_id=MID, due=NOW - 20), row, now_ms=NOW) == Step()
+
+
+def test_wake_time_of_each_row_kind() -> None:
+    assert wake_time(Pending(message=MSG, due=NOW + 7, retried=0)) == NOW + 7
+    assert wake_time(Canceled(canceled_at=NOW, expires_at=NOW + 9)) == NOW + 9

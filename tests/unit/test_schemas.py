@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from schemas import codec
-from schemas.commands import Accepted, Cancel, DeliveryDue, Fire, PublishRequest, Schedule
+from schemas.commands import (
+    Accepted,
+    Cancel,
+    DeliveryDue,
+    ExpireDedup,
+    Fire,
+    PublishRequest,
+    Schedule,
+)
 from schemas.events import MessageEvent
 from schemas.jsonschema import DOCUMENTS, OUT, render
 from schemas.message import Message
@@ -39,6 +47,13 @@ MSG = Message(
 def test_round_trip(record: object) -> None:
     data = codec.encode(record)  # type: ignore[arg-type]
     assert codec.decode(data, type(record)) == record
+
+
+def test_request_commands_decode_by_tag() -> None:
+    expire = ExpireDedup(key="u:id:x", expires_at=5)
+    assert codec.decode_request(codec.encode(expire)) == expire
+    publish = PublishRequest(request_id="r", message=MSG)
+    assert codec.decode_request(codec.encode(publish)) == publish
 
 
 def test_timer_commands_decode_by_tag() -> None:
