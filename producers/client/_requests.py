@@ -3,7 +3,7 @@
 Each builder returns a ``Call``; ``Client`` and ``AsyncClient`` only send it. The requests are
 the ones the official Python SDK (qstash 3.4.0) sends (qstash-api.md §1, §3, §4 and
 ``sdk-wire/py_requests.jsonl``): the destination travels raw in the path, every user header
-gets ``Upstash-Forward-``, the batch body carries explicit ``null``\\ s. Two differences, both
+gets ``Upstash-Forward-``, the batch body carries explicit nulls. Two differences, both
 documented on the public API: integer durations are milliseconds (the SDK's are seconds) and
 are sent as ``<n>s`` when whole seconds, else as kafstash's ``<n>ms``.
 """
