@@ -125,6 +125,8 @@ class Sink:
         return web.Response(status=status, text=f"answer {status}", headers=extra)
 
     def _verify(self, signature: str, body: bytes, url: str) -> tuple[bool, str | None]:
+        # The official Receiver takes the body as text and hashes its UTF-8 encoding, so it can
+        # only verify UTF-8 bodies; binary bodies need kafstash's own Receiver.
         try:
             Receiver(current_signing_key=self.current_key, next_signing_key=self.next_key).verify(
                 signature=signature, body=body.decode("utf-8", "replace"), url=url

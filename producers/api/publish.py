@@ -15,21 +15,6 @@ from schemas.retry_delay import InvalidRetryDelay, parse_retry_delay
 from schemas.users import User
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-_KNOWN_UPSTASH = frozenset(
-    {
-        headers.METHOD,
-        headers.DELAY,
-        headers.NOT_BEFORE,
-        headers.RETRIES,
-        headers.RETRY_DELAY,
-        headers.TIMEOUT,
-        headers.CALLBACK,
-        headers.FAILURE_CALLBACK,
-        headers.DEDUP_ID,
-        headers.CONTENT_DEDUP,
-        headers.LABEL,
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ def message_json(m: Message) -> dict[str, Any]:
     }
     out.update({k: v for k, v in optional.items() if v is not None})
     if m.timeout_ms is not None:
-        out["timeout"] = m.timeout_ms // 1000
+        out["timeout"] = -(-m.timeout_ms // 1000)  # seconds, rounded up: 500 ms is not 0
     if m.caller_ip:
         # PY-sdk reads callerIP, JS types say callerIp: both are emitted.
         out["callerIP"] = out["callerIp"] = m.caller_ip

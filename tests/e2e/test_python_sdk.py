@@ -206,6 +206,12 @@ def test_bad_input_is_rejected_with_qstash_errors(stack: Stack) -> None:
     r = httpx.post(base + "http://127.0.0.1:1/x", headers=auth, content=b"x" * (600 * 1024))
     assert r.status_code == 413
     assert "error" in r.json()
+    big = [{"destination": "http://127.0.0.1:1/x", "body": "x" * (400 * 1024)}] * 6
+    r = httpx.post(f"{stack.base_url}/v2/batch", headers=auth, json=big)
+    assert r.status_code == 413
+    r = httpx.post(f"{stack.base_url}/v2/batch", headers=auth, content=b"[{not json")
+    assert r.status_code == 400
+    assert "error" in r.json()
     r = httpx.get(f"{stack.base_url}/v2/keys")
     assert r.status_code == 401
 
