@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import msgspec
 
 from schemas import defaults
+from schemas.addresses import Allowlist
 from schemas.topics import Topics
 from schemas.users import DEV_USERS, User
 
@@ -36,6 +38,26 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     if raw in {"0", "false", "no", "off"}:
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{name} must be a finite number >= 0, got {raw!r}")
+    return value
+
+
+def _allowlist(env: dict[str, str]) -> Allowlist:
+    try:
+        return Allowlist.parse(env.get("KAFSTASH_DESTINATION_ALLOWLIST", ""))
+    except ValueError as exc:
+        raise ConfigError(f"KAFSTASH_DESTINATION_ALLOWLIST: {exc}") from exc
 
 
 def load_users(env: dict[str, str], dev: bool) -> tuple[User, ...]:
@@ -75,6 +97,9 @@ class Settings:
     dedup_window_ms: int = defaults.DEDUP_WINDOW_MS
     max_body_bytes: int = defaults.MAX_BODY_BYTES
     allow_private_destinations: bool = False
+    destination_allowlist: Allowlist = field(default_factory=Allowlist)
+    rate_limit: float = 0.0  # requests per second per token; 0 turns the limiter off
+    rate_burst: int = 0
     sender_concurrency: int = 256
     produce_timeout_s: float = 8.0
     extra: dict[str, str] = field(default_factory=dict)
@@ -103,6 +128,10 @@ class Settings:
         if max_body > defaults.MAX_BODY_BYTES:
             # Bodies travel base64-encoded inside one Kafka record; past this they no longer fit.
             raise ConfigError(f"KAFSTASH_MAX_BODY_BYTES may be at most {defaults.MAX_BODY_BYTES}")
+        rate = _float(env, "KAFSTASH_RATE_LIMIT", 0.0)
+        burst = _int(env, "KAFSTASH_RATE_BURST", max(1, math.ceil(rate)))
+        if rate > 0 and burst < 1:
+            raise ConfigError("KAFSTASH_RATE_BURST must be at least 1")
         return cls(
             dev=is_dev,
             home=home,
@@ -116,6 +145,9 @@ class Settings:
             dedup_window_ms=dedup_s * 1000,
             max_body_bytes=max_body,
             allow_private_destinations=_bool(env, "KAFSTASH_ALLOW_PRIVATE_DESTINATIONS", is_dev),
+            destination_allowlist=_allowlist(env),
+            rate_limit=rate,
+            rate_burst=burst,
             sender_concurrency=_int(env, "KAFSTASH_SENDER_CONCURRENCY", 256),
             produce_timeout_s=float(env.get("KAFSTASH_PRODUCE_TIMEOUT") or 8.0),
         )

@@ -35,6 +35,9 @@ def run_api(settings: Settings) -> None:
         ),
         allow_private_destinations=settings.allow_private_destinations,
         produce_timeout_s=settings.produce_timeout_s,
+        destination_allowlist=settings.destination_allowlist,
+        rate_limit=settings.rate_limit,
+        rate_burst=settings.rate_burst,
     )
     uvicorn.run(
         create_app(config),
@@ -93,6 +96,8 @@ def run_sender(settings: Settings) -> None:
         group_id=settings.sender_group,
         users=settings.users,
         concurrency=settings.sender_concurrency,
+        allow_private_destinations=settings.allow_private_destinations,
+        destination_allowlist=settings.destination_allowlist,
     )
 
     async def main() -> None:

@@ -22,3 +22,6 @@ MAX_BATCH_ITEMS: Final = 100
 DEFAULT_PARTITIONS: Final = 8
 DEFAULT_TOPIC_PREFIX: Final = "kafstash"
 DEV_PORT: Final = 8080
+# Request header limits of the API (431 above): forwarded headers per request, bytes of all headers.
+MAX_FORWARD_HEADERS: Final = 100
+MAX_HEADER_BYTES: Final = 16 * 1024

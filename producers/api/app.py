@@ -7,12 +7,13 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -23,14 +24,18 @@ from producers.api.errors import (
     ApiError,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     Unavailable,
     error_response,
     handle_api_error,
 )
+from producers.api.limits import HeaderLimits, header_pairs_problem
 from producers.api.publish import HeaderView, PublishLimits, build_request
+from producers.api.ratelimit import RateLimiter
 from producers.api.views import message_json
 from producers.kafka_log import DecisionWaiter, KafkaLog, LogUnavailable, MessagesView
 from schemas import codec
+from schemas.addresses import Allowlist
 from schemas.commands import Cancel, PublishRequest
 from schemas.defaults import MAX_BATCH_ITEMS
 from schemas.topics import Topics
@@ -48,6 +53,9 @@ class ApiConfig:
     allow_private_destinations: bool
     produce_timeout_s: float = 8.0
     decision_timeout_s: float = 10.0
+    destination_allowlist: Allowlist = field(default_factory=Allowlist)
+    rate_limit: float = 0.0  # requests per second per token; 0 = no limit
+    rate_burst: int = 1
 
 
 class _BatchItem(msgspec.Struct):
@@ -67,6 +75,7 @@ class Api:
         self.config = config
         self.clock = clock
         self.auth = Authenticator(config.users)
+        self.limiter = RateLimiter(config.rate_limit, config.rate_burst)
         self.log: KafkaLog | None = None
         self.waiter: DecisionWaiter | None = None
         self.view: MessagesView | None = None
@@ -90,9 +99,13 @@ class Api:
     # -- helpers -----------------------------------------------------------------------------
 
     def _user(self, request: Request) -> User:
-        return self.auth.user_for(
+        user = self.auth.user_for(
             request.headers.get("authorization"), request.query_params.get("qstash_token")
         )
+        verdict = self.limiter.check(user.user_id, self.clock())
+        if verdict is not None and not verdict.allowed:
+            raise RateLimited(verdict.headers(), retry_after_s=verdict.reset_at - int(self.clock()))
+        return user
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -118,7 +131,11 @@ class Api:
         if not destination.is_url(dest):
             # URL groups arrive with the QStash v2 surface; until then a name is unknown.
             raise NotFound(f"url group {dest!r} not found")
-        return destination.validate_url(dest, allow_private=self.config.allow_private_destinations)
+        return destination.validate_url(
+            dest,
+            allow_private=self.config.allow_private_destinations,
+            allowlist=self.config.destination_allowlist,
+        )
 
     async def _submit(self, requests: list[PublishRequest]) -> list[tuple[str, bool]]:
         assert self.log
@@ -200,6 +217,8 @@ class Api:
             if item.queue:
                 raise ApiError(f"batch item {i}: queues are not supported yet")
             try:
+                if problem := header_pairs_problem((item.headers or {}).items()):
+                    raise ApiError(problem)
                 url = self._check_destination(item.destination)
                 requests.append(
                     build_request(
@@ -282,6 +301,7 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
     return Starlette(
         routes=routes,
         lifespan=api.lifespan,
+        middleware=[Middleware(HeaderLimits)],
         exception_handlers={
             ApiError: handle_api_error,
             HTTPException: _http_error,

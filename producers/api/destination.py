@@ -5,15 +5,16 @@ destination is everything after the route prefix plus the raw query string. Rout
 ``//`` would break ``https://``; we read ASGI's ``raw_path`` and repair ``https:/h`` anyway.
 """
 
-import ipaddress
 import re
 import socket
 from urllib.parse import unquote, urlsplit
 
 from producers.api.errors import ApiError
+from schemas.addresses import Allowlist, check_host
 
 _SCHEME_FIX = re.compile(r"^(https?):/(?!/)")
 _MAX_URL = 2048
+_NO_ALLOWLIST = Allowlist()
 
 
 def rebuild(raw_path: bytes, prefix: str, query_string: bytes) -> str:
@@ -33,7 +34,7 @@ def is_url(destination: str) -> bool:
     return destination.startswith(("http://", "https://"))
 
 
-def validate_url(url: str, *, allow_private: bool) -> str:
+def validate_url(url: str, *, allow_private: bool, allowlist: Allowlist = _NO_ALLOWLIST) -> str:
     """Return ``url`` if kafstash may deliver to it, else raise ApiError(400) with the reason."""
     if len(url) > _MAX_URL:
         raise ApiError(f"invalid destination url: longer than {_MAX_URL} characters")
@@ -53,25 +54,22 @@ def validate_url(url: str, *, allow_private: bool) -> str:
         raise ApiError("invalid destination url: missing host")
     if parts.username or parts.password:
         raise ApiError("invalid destination url: credentials in the URL are not allowed")
-    if not allow_private:
-        _refuse_private(host, port or (443 if parts.scheme == "https" else 80))
+    if not allow_private and not allowlist.allows_host(host):
+        _refuse_private(host, port or (443 if parts.scheme == "https" else 80), allowlist)
     return url
 
 
-def _refuse_private(host: str, port: int) -> None:
+def _refuse_private(host: str, port: int, allowlist: Allowlist) -> None:
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
         raise ApiError(f"invalid destination url: unable to resolve host {host}") from exc
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0])
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-            addr = addr.ipv4_mapped
-        if not addr.is_global or addr in _CGNAT:
-            raise ApiError(
-                "invalid destination url: endpoint resolves to a private or loopback address "
-                "(set KAFSTASH_ALLOW_PRIVATE_DESTINATIONS=true to allow)"
-            )
-
-
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+    # The same rules the sender applies at every attempt (schemas/addresses.py).
+    addresses = [str(info[4][0]) for info in infos]
+    reason = check_host(host, addresses, allow_private=False, allowlist=allowlist)
+    if reason is not None:
+        raise ApiError(
+            f"invalid destination url: endpoint resolves to a private or loopback address "
+            f"({reason}; set KAFSTASH_ALLOW_PRIVATE_DESTINATIONS=true or "
+            f"KAFSTASH_DESTINATION_ALLOWLIST to allow)"
+        )

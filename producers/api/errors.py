@@ -28,6 +28,16 @@ class PayloadTooLarge(ApiError):
     status = 413
 
 
+class RateLimited(ApiError):
+    """Too many requests for this token: QStash's ``Burst-RateLimit-*`` headers say until when."""
+
+    status = 429
+
+    def __init__(self, rate_headers: dict[str, str], retry_after_s: int = 1) -> None:
+        super().__init__("too many requests: rate limit exceeded, retry later")
+        self.headers = {**rate_headers, "Retry-After": str(max(1, retry_after_s))}
+
+
 class Unavailable(ApiError):
     """The broker did not acknowledge in time: the outcome is unknown, the caller may retry."""
 

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import msgspec
@@ -22,13 +22,15 @@ from aiokafka.errors import KafkaError
 
 from schemas import codec
 from schemas import headers as h
+from schemas.addresses import Allowlist
 from schemas.commands import DeliveryDue
 from schemas.defaults import DEFAULT_TIMEOUT_MS, MAX_TOPIC_MESSAGE_BYTES
 from schemas.retry_delay import parse_retry_delay
 from schemas.topics import Topics
 from schemas.users import User
+from sinks.http.guard import DestinationRefused, GuardedResolver, refusal_for_url, refusal_of
 from sinks.http.offsets import OffsetTracker
-from sinks.http.outcome import classify
+from sinks.http.outcome import DeadLetter, Outcome, classify
 from sinks.http.report import RESPONSE_BODY_LIMIT, Record, after_attempt
 from sinks.http.signing import sign
 
@@ -43,6 +45,9 @@ class SenderConfig:
     users: tuple[User, ...]
     concurrency: int = 256
     commit_interval_s: float = 0.2
+    # The SSRF guard (schemas/addresses.py), applied to every address of every attempt.
+    allow_private_destinations: bool = False
+    destination_allowlist: Allowlist = field(default_factory=Allowlist)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -92,7 +97,14 @@ class Sender:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._producer.start()
-        connector = aiohttp.TCPConnector(limit=self.cfg.concurrency, ttl_dns_cache=30)
+        resolver = GuardedResolver(
+            allow_private=self.cfg.allow_private_destinations,
+            allowlist=self.cfg.destination_allowlist,
+        )
+        # The DNS cache holds only addresses the resolver checked; redirects are never followed.
+        connector = aiohttp.TCPConnector(
+            limit=self.cfg.concurrency, ttl_dns_cache=30, resolver=resolver
+        )
         self._http = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
         )
@@ -220,7 +232,16 @@ class Sender:
         resp_headers: dict[str, str] = {}
         resp_body: bytes | None = None
         error: str | None = None
+        refused: str | None = None
         try:
+            # IP literals never reach the resolver: check them here, names in GuardedResolver.
+            literal = refusal_for_url(
+                m.url,
+                allow_private=self.cfg.allow_private_destinations,
+                allowlist=self.cfg.destination_allowlist,
+            )
+            if literal is not None:
+                raise DestinationRefused(literal)
             async with self._http.request(
                 m.method,
                 m.url,
@@ -232,23 +253,34 @@ class Sender:
                 status = resp.status
                 resp_headers = dict(resp.headers)
                 resp_body = await resp.content.read(RESPONSE_BODY_LIMIT)
+        except DestinationRefused as exc:
+            refused = exc.reason
         except TimeoutError:
             error = f"timeout after {timeout_s:g}s"
         except aiohttp.ClientError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            refused = refusal_of(exc)
+            if refused is None:
+                error = f"{type(exc).__name__}: {exc}"
+        if refused is not None:
+            error = f"destination refused: {refused}"
         duration_ms = int((time.monotonic() - started) * 1000)
         now_ms = int(self.clock() * 1000)
         retry_delay = (
             parse_retry_delay(m.retry_delay_expression) if m.retry_delay_expression else None
         )
-        outcome = classify(
-            status=status,
-            headers=resp_headers,
-            error=error,
-            retried=due.retried,
-            max_retries=m.max_retries,
-            retry_delay=retry_delay,
-            now_ms=now_ms,
+        # A refused destination will be refused again: straight to the DLQ, no retries.
+        outcome: Outcome = (
+            DeadLetter(reason=f"destination refused: {refused}")
+            if refused is not None
+            else classify(
+                status=status,
+                headers=resp_headers,
+                error=error,
+                retried=due.retried,
+                max_retries=m.max_retries,
+                retry_delay=retry_delay,
+                now_ms=now_ms,
+            )
         )
         if error is None and status is not None and not 200 <= status < 300:
             error = f"HTTP {status}"
