@@ -621,6 +621,15 @@ def machine_facts(bootstrap_note: str) -> list[str]:
         text=True,
         check=False,
     ).stdout.strip()
+    # Files that differ from the commit (the roles run this tree, edits included).
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
+    if commit and dirty:
+        commit += f" + uncommitted changes in {len(dirty)} files"
     from importlib.metadata import version  # noqa: PLC0415
 
     libs = ", ".join(
@@ -1452,6 +1461,11 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_term)
+    # The roles (python -m kafstash ...) must run this tree's code, not an installed copy.
+    os.chdir(ROOT)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
     procs = Procs()
     workdir = Path(tempfile.mkdtemp(prefix="kafstash-bench-"))
     bench = Bench(prof, args, procs, workdir)
