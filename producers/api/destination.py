@@ -24,10 +24,28 @@ def rebuild(raw_path: bytes, prefix: str, query_string: bytes) -> str:
         # Some clients percent-encode the whole URL; QStash accepts that form too.
         dest = unquote(dest)
     dest = _SCHEME_FIX.sub(r"\1://", dest)
-    if query_string:
+    query = _without_token(query_string)
+    if query:
         # A fully percent-encoded destination may carry its own query: append, do not add a 2nd "?".
-        dest += ("&" if "?" in dest else "?") + query_string.decode("latin-1")
+        dest += ("&" if "?" in dest else "?") + query.decode("latin-1")
     return dest
+
+
+def _without_token(query_string: bytes) -> bytes:
+    """The request's query minus ``qstash_token``: the caller's credential, never the message's.
+
+    Without this, a publish authenticated by ``?qstash_token=`` would store the token in the
+    destination URL and send it to the destination with every attempt.
+    """
+    kept = [
+        part
+        for part in query_string.split(b"&")
+        if unquote(part.split(b"=", 1)[0].decode("latin-1")) != _TOKEN_PARAM
+    ]
+    return b"&".join(kept)
+
+
+_TOKEN_PARAM = "qstash_token"  # noqa: S105 - the parameter name, not a secret
 
 
 def is_url(destination: str) -> bool:
