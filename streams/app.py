@@ -61,6 +61,10 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
         producer_acks=-1,
         producer_linger_ms=1,
         broker_commit_interval=0.5,
+        # faust's default session (60 s) keeps a worker restarted after kill -9 waiting for its
+        # dead predecessor's session to expire: delayed messages were ~60 s late. Same as senders.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         table_standby_replicas=0,
         web_enabled=False,
         stream_wait_empty=False,
