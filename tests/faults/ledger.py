@@ -143,6 +143,8 @@ async def publish(
 
 @dataclass
 class Report:
+    """Counts are of distinct nonces (a deduplicated publish sends one nonce several times)."""
+
     attempted: int
     acked: int
     rejected: int
@@ -179,7 +181,13 @@ class Report:
 
 
 def check(ledger: Ledger, receipts: Sequence[Receipt]) -> Report:
-    by_nonce = {a.nonce: a for a in ledger.attempts}
+    # A nonce is sent more than once only with a deduplication id: judge by its earliest try.
+    by_nonce: dict[str, Attempt] = {}
+    acked_ids: dict[str, set[str]] = {}
+    for a in sorted(ledger.attempts, key=lambda a: a.t_start):
+        by_nonce.setdefault(a.nonce, a)
+        if a.message_id is not None:
+            acked_ids.setdefault(a.nonce, set()).add(a.message_id)
     delivered: Counter[str] = Counter()
     early: list[tuple[str, float]] = []
     corrupt: list[str] = []
@@ -194,8 +202,9 @@ def check(ledger: Ledger, receipts: Sequence[Receipt]) -> Report:
             corrupt.append(f"{nonce}: forwarded header {forwarded!r}")
         a = by_nonce.get(nonce)
         if a is not None:
-            if a.message_id is not None and r.message_id != a.message_id:
-                corrupt.append(f"{nonce}: message id {r.message_id} != acked {a.message_id}")
+            ids = acked_ids.get(nonce)
+            if ids is not None and r.message_id not in ids:
+                corrupt.append(f"{nonce}: message id {r.message_id} not in acked {ids}")
             if r.at < a.earliest:
                 early.append((nonce, round(a.earliest - r.at, 3)))
             lateness = max(lateness, r.at - max(a.t_done, a.t_start + a.delay_s))
@@ -204,15 +213,15 @@ def check(ledger: Ledger, receipts: Sequence[Receipt]) -> Report:
     attempted = set(by_nonce)
     got = set(delivered)
     return Report(
-        attempted=len(ledger.attempts),
-        acked=len(ledger.acked),
-        rejected=len(ledger.of("rejected")),
-        unknown=len(ledger.of("unknown")),
+        attempted=len(by_nonce),
+        acked=len(ledger.acked_nonces()),
+        rejected=len({a.nonce for a in ledger.of("rejected")}),
+        unknown=len({a.nonce for a in ledger.of("unknown")} - ledger.acked_nonces()),
         delivered=len(got),
         lost=ledger.acked_nonces() - got,
         unexpected=got - attempted,
         rejected_delivered={a.nonce for a in ledger.of("rejected")} & got,
-        recovered={a.nonce for a in ledger.of("unknown")} & got,
+        recovered=({a.nonce for a in ledger.of("unknown")} - ledger.acked_nonces()) & got,
         duplicates=sum(c - 1 for c in delivered.values()),
         early=early,
         corrupt=corrupt,
