@@ -7,6 +7,7 @@ commits a source offset, and every decision is idempotent on the message id when
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -94,13 +95,16 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
         return int(clock() * 1000)
 
     async def apply(step: Step, table: Any, key: bytes) -> None:
+        acks = []
+        for emit in step.emits:
+            value = None if emit.value is None else codec.encode(emit.value)
+            acks.append(await outputs[emit.topic].send(key=emit.key.encode(), value=value))
+        if step.put_after_acks:
+            await asyncio.gather(*acks)
         if step.delete:
             table.pop(key, None)
         if step.put is not None:
             table[key] = _encoder.encode(step.put)
-        for emit in step.emits:
-            value = None if emit.value is None else codec.encode(emit.value)
-            await outputs[emit.topic].send(key=emit.key.encode(), value=value)
         if step.wake_at is not None:
             index.add(step.wake_at, key.decode())
 

@@ -31,11 +31,22 @@ def accept(
             emits = (Emit("decisions", req.request_id, decision),)
         return Step(emits=emits)
 
-    # New message, or this very request processed again after a crash (same message id): emit
-    # the same records again; every consumer of them is idempotent on the message id.
-    put = None
-    if req.dedup_key and not (live and existing is not None and existing.message_id == mid):
-        put = DedupEntry(message_id=mid, expires_at=now_ms + window_ms)
+    reply = (
+        Emit(
+            "decisions",
+            req.request_id,
+            Accepted(request_id=req.request_id, message_id=mid, deduplicated=False),
+        ),
+    )
+    if req.dedup_key and existing is not None and live and existing.message_id == mid:
+        # This very request again, after a crash before its offset was committed. The row is
+        # written only once the records below were acknowledged (put_after_acks), so they are
+        # durable: repeating them would deliver the message twice. Only the answer is repeated.
+        return Step(emits=reply if req.reply else ())
+
+    # A new message. Without a dedup key no row records it, so a replay after a crash repeats
+    # these records (same message id; consumers are idempotent on it, receivers dedupe).
+    put = DedupEntry(message_id=mid, expires_at=now_ms + window_ms) if req.dedup_key else None
     created = MessageEvent(
         time=now_ms,
         message_id=mid,
@@ -52,14 +63,8 @@ def accept(
     else:
         out.append(Emit("timers", mid, Schedule(message=message, due=message.not_before)))
     if req.reply:
-        out.append(
-            Emit(
-                "decisions",
-                req.request_id,
-                Accepted(request_id=req.request_id, message_id=mid, deduplicated=False),
-            )
-        )
-    return Step(emits=tuple(out), put=put)
+        out.extend(reply)
+    return Step(emits=tuple(out), put=put, put_after_acks=put is not None)
 
 
 def expire(cmd: ExpireDedup, existing: DedupEntry | None, *, now_ms: int) -> Step:

@@ -25,4 +25,7 @@ class Step:
     put: Struct | None = None  # the table row's new value
     delete: bool = False  # remove the table row
     wake_at: int | None = None  # the row is due at this time (ms): tell the timer index
+    # Write the row only after every emit is acknowledged, so that finding the row later
+    # proves the emits are durable (a replay can then skip them instead of repeating them).
+    put_after_acks: bool = False
     notes: tuple[str, ...] = field(default=())

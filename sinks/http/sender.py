@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import KafkaError
 
 from schemas import codec
@@ -50,6 +56,10 @@ class SenderConfig:
     destination_allowlist: Allowlist = field(default_factory=Allowlist)
 
 
+_SESSION_TIMEOUT_S = 10.0
+_HEARTBEAT_S = 2.0
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, sender: Sender) -> None:
         self._sender = sender
@@ -80,8 +90,8 @@ class Sender:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=cfg.concurrency,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=2_000,
+            session_timeout_ms=int(_SESSION_TIMEOUT_S * 1000),
+            heartbeat_interval_ms=int(_HEARTBEAT_S * 1000),
             fetch_max_wait_ms=20,
         )
         self._producer = AIOKafkaProducer(
@@ -92,6 +102,8 @@ class Sender:
             max_request_size=MAX_TOPIC_MESSAGE_BYTES,
         )
         self._http: aiohttp.ClientSession | None = None
+        self._stalled = False  # set by _watch_stalls, cleared once records were held back
+        self._last_tick = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -111,14 +123,18 @@ class Sender:
         self._consumer.subscribe([self.cfg.topics.deliveries], listener=_Rebalance(self))
         await self._consumer.start()
         log.info("sender ready (group %s)", self.cfg.group_id)
-        committer = asyncio.create_task(self._commit_loop(stop))
+        helpers = [
+            asyncio.create_task(self._commit_loop(stop)),
+            asyncio.create_task(self._watch_stalls(stop)),
+        ]
         try:
             while not stop.is_set():
                 await self._poll_once()
         finally:
-            committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await committer
+            for task in helpers:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.drain(list(self._trackers))
             with contextlib.suppress(Exception):
                 await self._commit()
@@ -132,10 +148,48 @@ class Sender:
             tracker = self._trackers.setdefault(tp, OffsetTracker())
             for rec in records:
                 await self._slots.acquire()
+                if self._stalled_past_session():
+                    self._slots.release()
+                    await self._hold_back(batch, tp, rec.offset)
+                    return
                 tracker.start(rec.offset)
                 task = asyncio.create_task(self._handle(tp, rec.offset, rec.value))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    def _stalled_past_session(self) -> bool:
+        # The watcher ticks every 0.5 s; a tick older than the session means this process was
+        # frozen (SIGSTOP, a VM pause) and sent no heartbeat: the group has probably given its
+        # partitions to another member, which is delivering them now.
+        return self._stalled or time.monotonic() - self._last_tick > _SESSION_TIMEOUT_S
+
+    async def _hold_back(
+        self,
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        tp: TopicPartition,
+        offset: int,
+    ) -> None:
+        """Put fetched, unstarted records back and let the heartbeat learn of the rebalance."""
+        self._stalled = False
+        seen = False
+        for part, records in batch.items():
+            if part == tp:
+                seen = True
+                self._consumer.seek(part, offset)
+            elif seen and records:  # partitions after tp in this batch were not started at all
+                self._consumer.seek(part, records[0].offset)
+        log.warning("sender was stalled past its session timeout; waiting for a rebalance")
+        await asyncio.sleep(_HEARTBEAT_S * 2)
+
+    async def _watch_stalls(self, stop: asyncio.Event) -> None:
+        # A gap between two ticks of this loop longer than the session means the whole process
+        # was frozen: no heartbeat went out meanwhile, whatever the poll loop was doing.
+        while not stop.is_set():
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            if now - self._last_tick > _SESSION_TIMEOUT_S:
+                self._stalled = True
+            self._last_tick = now
 
     async def drain(self, partitions: list[TopicPartition]) -> None:
         """Wait for in-flight deliveries (bounded), then commit what finished."""

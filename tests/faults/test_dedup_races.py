@@ -121,15 +121,6 @@ def test_dedup_races(stack: Stack, sink: Sink, route: Callable[[str], str]) -> N
     assert len({r.message_id for r in receipts}) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a kill -9 of the stream workers within faust's commit interval (0.5 s) after a publish "
-        "replays its PublishRequest; dedup.accept deliberately re-emits the DeliveryDue for the "
-        "same message id (at-least-once, no Kafka transactions), and the sender delivers an "
-        "already delivered message a second time. One message id holds; one delivery does not."
-    ),
-)
 def test_dedup_kill_streams_right_after_publish(
     stack: Stack, sink: Sink, route: Callable[[str], str]
 ) -> None:

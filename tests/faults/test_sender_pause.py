@@ -144,15 +144,6 @@ def test_pause_sender_past_session_timeout_loses_nothing(paused_run: PauseRun) -
     assert report.duplicates <= report.acked
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a sender resumed after SIGSTOP past its session timeout keeps fetching and delivering "
-        "its revoked partition until its heartbeat notices the rebalance (aiokafka's getmany "
-        "does not rejoin first), so it re-delivers messages published after it froze, which "
-        "it never had in flight; invariant 3 bounds duplicates by what was in flight."
-    ),
-)
 def test_paused_sender_duplicates_only_what_it_held(paused_run: PauseRun) -> None:
     extra = paused_run.duplicated - paused_run.before_pause
     assert extra == set(), f"{len(extra)} duplicated messages were published after the freeze"
