@@ -22,7 +22,7 @@ from schemas import codec
 from schemas.commands import Cancel, ExpireDedup, Fire, PublishRequest, Schedule
 from schemas.topics import Topics
 from streams import dedup, delay
-from streams.effects import Step
+from streams.effects import Emit, Step
 from streams.timer_index import TimerIndex
 
 log = logging.getLogger(__name__)
@@ -94,17 +94,24 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     def now_ms() -> int:
         return int(clock() * 1000)
 
-    async def apply(step: Step, table: Any, key: bytes) -> None:
+    async def send(emits: tuple[Emit, ...]) -> list[Any]:
         acks = []
-        for emit in step.emits:
+        for emit in emits:
             value = None if emit.value is None else codec.encode(emit.value)
             acks.append(await outputs[emit.topic].send(key=emit.key.encode(), value=value))
+        return acks
+
+    async def apply(step: Step, table: Any, key: bytes) -> None:
+        acks = await send(step.emits)
         if step.put_after_acks:
             await asyncio.gather(*acks)
         if step.delete:
             table.pop(key, None)
         if step.put is not None:
             table[key] = _encoder.encode(step.put)
+        if step.then:
+            await app.producer.flush()  # the row's changelog record is acknowledged
+            await send(step.then)
         if step.wake_at is not None:
             index.add(step.wake_at, key.decode())
 

@@ -62,9 +62,11 @@ def accept(
         out.append(Emit("deliveries", mid, DeliveryDue(message=message, retried=0, due=now_ms)))
     else:
         out.append(Emit("timers", mid, Schedule(message=message, due=message.not_before)))
-    if req.reply:
-        out.extend(reply)
-    return Step(emits=tuple(out), put=put, put_after_acks=put is not None)
+    if put is None:
+        return Step(emits=(*out, *(reply if req.reply else ())))
+    # The caller's answer goes out last, once the row is durable: after a 2xx, a crash of this
+    # worker can no longer replay the request into a second delivery.
+    return Step(emits=tuple(out), put=put, put_after_acks=True, then=reply if req.reply else ())
 
 
 def expire(cmd: ExpireDedup, existing: DedupEntry | None, *, now_ms: int) -> Step:

@@ -26,6 +26,8 @@ class Step:
     delete: bool = False  # remove the table row
     wake_at: int | None = None  # the row is due at this time (ms): tell the timer index
     # Write the row only after every emit is acknowledged, so that finding the row later
-    # proves the emits are durable (a replay can then skip them instead of repeating them).
+    # proves the emits are durable (a replay can then skip them instead of repeating them);
+    # ``then`` is sent once the row itself is durable (the API answers on it).
     put_after_acks: bool = False
+    then: tuple[Emit, ...] = ()
     notes: tuple[str, ...] = field(default=())

@@ -126,8 +126,10 @@ def test_first_request_with_dedup_key_records_the_key_and_answers() -> None:
         _created(msg),
         Emit("messages", "msg_new", msg),
         Emit("deliveries", "msg_new", DeliveryDue(message=msg, retried=0, due=NOW)),
-        _decision("msg_new", deduplicated=False),
     )
+    # The row is written once those are acknowledged; the answer only once the row is durable.
+    assert step.put_after_acks is True
+    assert step.then == (_decision("msg_new", deduplicated=False),)
 
 
 def test_first_request_with_dedup_key_and_no_reply_emits_no_decision() -> None:
@@ -137,6 +139,7 @@ def test_first_request_with_dedup_key_and_no_reply_emits_no_decision() -> None:
 
     assert step.put == DedupEntry(message_id="msg_new", expires_at=NOW + WINDOW)
     assert [e.topic for e in step.emits] == ["events", "messages", "deliveries"]
+    assert step.then == ()
 
 
 def test_duplicate_within_window_answers_with_the_first_message_id_only() -> None:
@@ -170,7 +173,7 @@ def test_duplicate_at_the_expiry_instant_is_accepted_as_new() -> None:
 
     assert step.put == DedupEntry(message_id="msg_second", expires_at=NOW + WINDOW)
     assert step.emits[0] == _created(msg)
-    assert step.emits[-1] == _decision("msg_second", deduplicated=False)
+    assert step.then == (_decision("msg_second", deduplicated=False),)
 
 
 def test_duplicate_after_expiry_is_accepted_as_new() -> None:
@@ -184,8 +187,8 @@ def test_duplicate_after_expiry_is_accepted_as_new() -> None:
         _created(msg),
         Emit("messages", "msg_second", msg),
         Emit("timers", "msg_second", Schedule(message=msg, due=NOW + 5_000)),
-        _decision("msg_second", deduplicated=False),
     )
+    assert step.then == (_decision("msg_second", deduplicated=False),)
 
 
 def test_replay_after_crash_repeats_only_the_answer() -> None:
@@ -205,7 +208,7 @@ def test_replay_after_crash_repeats_only_the_answer() -> None:
     assert again.put is None  # the row keeps expires_at = NOW + WINDOW
     assert again.delete is False
     assert again.emits == (_decision("msg_same", deduplicated=False),)
-    assert again.emits[0] == first.emits[-1]
+    assert again.emits == first.then
 
 
 def test_replay_without_reply_emits_nothing() -> None:
