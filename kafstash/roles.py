@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -87,9 +88,25 @@ _FAUST_LOGGING = {
 }
 
 
-def run_sender(settings: Settings) -> None:
+def _run_until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``run(stop)`` on uvloop; SIGINT/SIGTERM set ``stop`` for a clean drain.
+
+    ``run`` builds its role inside the loop: aiokafka clients bind to the running loop.
+    """
     import uvloop  # noqa: PLC0415
 
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await run(stop)
+
+    uvloop.run(main())
+
+
+def run_sender(settings: Settings) -> None:
     cfg = SenderConfig(
         bootstrap=settings.require_bootstrap,
         topics=settings.topics,
@@ -100,15 +117,7 @@ def run_sender(settings: Settings) -> None:
         destination_allowlist=settings.destination_allowlist,
     )
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await Sender(cfg).run(stop)
-
-    uvloop.run(main())
+    _run_until_signal(lambda stop: Sender(cfg).run(stop))
 
 
 def archiver_config(settings: Settings, env: dict[str, str] | None = None) -> ArchiverConfig:
@@ -145,21 +154,12 @@ def archiver_config(settings: Settings, env: dict[str, str] | None = None) -> Ar
 
 
 def run_archiver(settings: Settings) -> None:
-    import uvloop  # noqa: PLC0415
 
     from sinks.iceberg.archiver import Archiver  # noqa: PLC0415
 
     cfg = archiver_config(settings)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await Archiver(cfg).run(stop)
-
-    uvloop.run(main())
+    _run_until_signal(lambda stop: Archiver(cfg).run(stop))
 
 
 def run_archive_command(settings: Settings, args: argparse.Namespace) -> str:
