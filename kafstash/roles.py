@@ -67,6 +67,10 @@ def run_streams(settings: Settings) -> None:
             dedup_window_ms=settings.dedup_window_ms,
         )
     )
+    import uvloop  # noqa: PLC0415
+
+    # faust's worker creates its own loop; the policy makes it uvloop, as in the other roles.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     worker = faust.Worker(app, loglevel="INFO", quiet=True, logging_config=_FAUST_LOGGING)
     worker.spinner = None  # its terminal escape codes garble `kafstash dev`'s shared console
     worker.execute_from_commandline()
