@@ -318,7 +318,7 @@ class Sender:
         if refused is not None:
             error = f"destination refused: {refused}"
             # Operators need to see this: it usually means a missing allowlist entry.
-            log.warning("message %s: %s (moved to the DLQ)", m.message_id, error)
+            log.warning("message %s: %s (failed, not retried)", m.message_id, error)
         duration_ms = int((time.monotonic() - started) * 1000)
         now_ms = int(self.clock() * 1000)
         retry_delay = (
