@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -125,17 +126,22 @@ class Api:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _check_destination(self, dest: str) -> str:
+    async def _check_destination(self, dest: str) -> str:
         if "://" in dest and not destination.is_url(dest):
             raise ApiError("invalid destination url: endpoint has invalid scheme, use http(s)://")
         if not destination.is_url(dest):
             # URL groups arrive with the QStash v2 surface; until then a name is unknown.
             raise NotFound(f"url group {dest!r} not found")
-        return destination.validate_url(
+        check = functools.partial(
+            destination.validate_url,
             dest,
             allow_private=self.config.allow_private_destinations,
             allowlist=self.config.destination_allowlist,
         )
+        if self.config.allow_private_destinations:
+            return check()  # no DNS lookup happens on this path
+        # The private-address check resolves the host: blocking DNS must not stall the loop.
+        return await asyncio.to_thread(check)
 
     async def _submit(self, requests: list[PublishRequest]) -> list[tuple[str, bool]]:
         assert self.log
@@ -182,7 +188,7 @@ class Api:
             "/v2/publish/",
             request.scope.get("query_string", b""),
         )
-        url = self._check_destination(dest)
+        url = await self._check_destination(dest)
         body = await self._body(request)
         req = build_request(
             user=user,
@@ -219,7 +225,7 @@ class Api:
             try:
                 if problem := header_pairs_problem((item.headers or {}).items()):
                     raise ApiError(problem)
-                url = self._check_destination(item.destination)
+                url = await self._check_destination(item.destination)
                 requests.append(
                     build_request(
                         user=user,
