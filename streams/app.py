@@ -115,6 +115,10 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
         if step.wake_at is not None:
             index.add(step.wake_at, key.decode())
 
+    def dedup_row(key: bytes) -> dedup.DedupEntry | None:
+        raw = dedup_table.get(key)
+        return _dedup_row.decode(raw) if raw else None
+
     @app.agent(requests)
     async def accept(stream: Any) -> None:
         async for event in stream.events():
@@ -127,16 +131,14 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
             match cmd:
                 case PublishRequest():
                     key = (cmd.dedup_key or cmd.message.message_id).encode()
-                    raw = dedup_table.get(key) if cmd.dedup_key else None
-                    existing = _dedup_row.decode(raw) if raw else None
+                    # Without a dedup key there is no row to read.
+                    existing = dedup_row(key) if cmd.dedup_key else None
                     step = dedup.accept(
                         cmd, existing, now_ms=now_ms(), window_ms=cfg.dedup_window_ms
                     )
                 case ExpireDedup():
                     key = cmd.key.encode()
-                    raw = dedup_table.get(key)
-                    existing = _dedup_row.decode(raw) if raw else None
-                    step = dedup.expire(cmd, existing, now_ms=now_ms())
+                    step = dedup.expire(cmd, dedup_row(key), now_ms=now_ms())
             await apply(step, dedup_table, key)
 
     @app.agent(timers)

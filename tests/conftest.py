@@ -57,22 +57,16 @@ from tests.stack import Stack  # noqa: E402
 @pytest.fixture
 def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
     """kafstash on the session broker with the test's own topic prefix, groups and state."""
-    s = Stack(kafka_bootstrap, tmp_path)
-    s.start()
-    try:
+    with Stack(kafka_bootstrap, tmp_path) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture
 def sink(stack: Stack) -> Iterator[Sink]:
-    s = Sink(current_key=stack.user.current_signing_key, next_key=stack.user.next_signing_key)
-    s.start()
-    try:
+    with Sink(
+        current_key=stack.user.current_signing_key, next_key=stack.user.next_signing_key
+    ) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture

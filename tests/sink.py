@@ -88,6 +88,13 @@ class Sink:
         self._thread.join(10)
         self._loop.close()
 
+    def __enter__(self) -> Sink:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         headers = dict(request.headers)

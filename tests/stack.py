@@ -119,6 +119,13 @@ class Stack:
                 proc.wait(5)
             del role
 
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
     def tail(self, role: str, lines: int = 40) -> str:
         path = self.logs.get(role)
         if path is None or not path.exists():

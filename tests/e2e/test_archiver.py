@@ -33,12 +33,8 @@ pytestmark = pytest.mark.broker
 
 
 def _stack(kafka_bootstrap: str, tmp_path: Path, **env: str) -> Iterator[Stack]:
-    s = Stack(kafka_bootstrap, tmp_path, env={"KAFSTASH_ARCHIVE_INTERVAL": "2", **env})
-    s.start()
-    try:
+    with Stack(kafka_bootstrap, tmp_path, env={"KAFSTASH_ARCHIVE_INTERVAL": "2", **env}) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture
@@ -59,12 +55,8 @@ def crash_stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
 
 @pytest.fixture
 def archive_sink(archive_stack: Stack) -> Iterator[Sink]:
-    s = Sink(archive_stack.user.current_signing_key, archive_stack.user.next_signing_key)
-    s.start()
-    try:
+    with Sink(archive_stack.user.current_signing_key, archive_stack.user.next_signing_key) as s:
         yield s
-    finally:
-        s.stop()
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -25,12 +25,8 @@ N = 150
 
 @pytest.fixture
 def crash_stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(kafka_bootstrap, tmp_path, env={"KAFSTASH_SENDER_CONCURRENCY": "32"})
-    s.start()
-    try:
+    with Stack(kafka_bootstrap, tmp_path, env={"KAFSTASH_SENDER_CONCURRENCY": "32"}) as s:
         yield s
-    finally:
-        s.stop()
 
 
 async def _publish_all(stack: Stack, urls: list[str]) -> list[str]:

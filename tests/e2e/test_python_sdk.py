@@ -225,9 +225,7 @@ def test_keys_are_the_dev_keys(stack: Stack) -> None:
 
 
 def test_dedup_window_ends(kafka_bootstrap: str, tmp_path: Path) -> None:
-    stack = Stack(kafka_bootstrap, tmp_path, env={"KAFSTASH_DEDUP_WINDOW": "2"})
-    stack.start()
-    try:
+    with Stack(kafka_bootstrap, tmp_path, env={"KAFSTASH_DEDUP_WINDOW": "2"}) as stack:
         client = QStash(stack.token, base_url=stack.base_url)
         url = "http://127.0.0.1:9/never"  # undeliverable is fine: only ids are compared
         first = client.message.publish(url=url, body="a", deduplication_id="w", retries=0)
@@ -238,5 +236,3 @@ def test_dedup_window_ends(kafka_bootstrap: str, tmp_path: Path) -> None:
         assert later.message_id != first.message_id
         assert not later.deduplicated
         client.http._client.close()
-    finally:
-        stack.stop()

@@ -60,14 +60,10 @@ def outage_broker(tmp_path: Path) -> Iterator[LocalBroker]:
 def outage_stack(outage_broker: LocalBroker, tmp_path: Path) -> Iterator[Stack]:
     home = tmp_path / "home"
     home.mkdir()
-    s = Stack(
+    with Stack(
         outage_broker.bootstrap, home, env={"KAFSTASH_PRODUCE_TIMEOUT": str(PRODUCE_TIMEOUT_S)}
-    )
-    s.start()
-    try:
+    ) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def test_broker_kill_and_restart_under_load(

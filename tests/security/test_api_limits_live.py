@@ -23,14 +23,10 @@ pytestmark = pytest.mark.broker
 
 @pytest.fixture
 def limited(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(
+    with Stack(
         kafka_bootstrap, tmp_path, env={"KAFSTASH_RATE_LIMIT": "0.2", "KAFSTASH_RATE_BURST": "3"}
-    )
-    s.start()
-    try:
+    ) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def _raw(stack: Stack, head: bytes) -> bytes:

@@ -26,12 +26,8 @@ GUARDED = {
 
 @pytest.fixture
 def guarded(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(kafka_bootstrap, tmp_path, env=GUARDED)
-    s.start()
-    try:
+    with Stack(kafka_bootstrap, tmp_path, env=GUARDED) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture
