@@ -27,7 +27,8 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     configs[t.timers]["retention.ms"] = str(366 * 24 * 3600 * 1000)
     configs[t.requests]["retention.ms"] = str(_WEEK_MS)
     configs[t.decisions]["retention.ms"] = str(3600 * 1000)
-    configs[t.messages] = {**base, "cleanup.policy": "compact"}
+    for name in t.compacted():
+        configs[name] = {**base, "cleanup.policy": "compact"}
     # faust would create its changelogs lazily and racily; creating them here (compacted, with
     # the source topics' partition count) makes a first start deterministic.
     for table in TABLES:

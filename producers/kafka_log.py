@@ -12,7 +12,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -23,6 +23,8 @@ from schemas.defaults import MAX_TOPIC_MESSAGE_BYTES
 from schemas.message import Message
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class LogUnavailable(Exception):
@@ -217,3 +219,54 @@ class MessagesView:
             self.forget(key.decode())
         else:
             self._messages[key.decode()] = codec.decode(value, Message)
+
+
+class CompactedView(Generic[T]):
+    """Latest value per key of a compacted topic, rebuilt from its beginning on every start.
+
+    ``decode(key, value)`` turns a record into the view's value, or ``None`` to ignore it (one
+    topic may carry several kinds, told apart by key prefix). ``put``/``drop`` give this API
+    instance read-your-writes before the append comes back through the topic; a later record for
+    the same key replaces them (the topic is the truth).
+    """
+
+    def __init__(
+        self, bootstrap: str, topic: str, decode: Callable[[str, bytes], T | None]
+    ) -> None:
+        self._decode = decode
+        self._values: dict[str, T] = {}
+        self._follower = _TopicFollower(bootstrap, topic, self._on_record, from_beginning=True)
+
+    async def __aenter__(self) -> Self:
+        await self._follower.start()
+        await self._follower.caught_up.wait()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._follower.stop()
+
+    def get(self, key: str) -> T | None:
+        return self._values.get(key)
+
+    def scan(self, prefix: str) -> list[tuple[str, T]]:
+        """Every (key, value) whose key starts with ``prefix``, in key order."""
+        return sorted((k, v) for k, v in self._values.items() if k.startswith(prefix))
+
+    def put(self, key: str, value: T) -> None:
+        self._values[key] = value
+
+    def drop(self, key: str) -> None:
+        self._values.pop(key, None)
+
+    def _on_record(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        k = key.decode()
+        if value is None:
+            self._values.pop(k, None)
+            return
+        decoded = self._decode(k, value)
+        if decoded is not None:
+            self._values[k] = decoded

@@ -3,6 +3,34 @@
 from msgspec import Struct
 
 
+class FlowControl(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """``Upstash-Flow-Control-Key`` / ``-Value``: limits shared by every message with ``key``.
+
+    ``period`` is in seconds (QStash's unit in responses); ``None`` means "no limit of that kind".
+    """
+
+    key: str
+    parallelism: int | None = None
+    rate: int | None = None
+    period: int = 1
+
+
+class CallbackOptions(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """How the callback (or failure callback) message of a message is sent.
+
+    From ``Upstash-Callback-*`` / ``Upstash-Failure-Callback-*``: ``header`` holds the headers
+    delivered to the callback URL (Go-canonical names to value lists); unset options inherit the
+    source message's (retries) or QStash's defaults.
+    """
+
+    method: str = "POST"
+    header: dict[str, list[str]] = {}
+    retries: int | None = None
+    retry_delay_expression: str | None = None
+    timeout_ms: int | None = None
+    delay_ms: int | None = None
+
+
 class Message(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
     """One message to one destination URL.
 
@@ -31,3 +59,10 @@ class Message(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=T
     endpoint_name: str | None = None
     queue_name: str | None = None
     schedule_id: str | None = None
+    flow_control: FlowControl | None = None
+    callback_options: CallbackOptions | None = None
+    failure_callback_options: CallbackOptions | None = None
+    # ``Upstash-Redact-Fields`` (``body``, ``header``, ``header[Name]``): these are shown as
+    # ``REDACTED:<sha256>`` everywhere a message is stored for reading (views, events, DLQ
+    # listings, the Iceberg log); only the delivery itself uses the originals.
+    redact: list[str] = []

@@ -16,6 +16,15 @@ class Topics:
     - ``events``: MessageEvent state changes keyed by message id (the audit log's source).
     - ``messages``: compacted view of pending messages (Message or a tombstone) keyed by message id.
     - ``decisions``: Accepted replies for requests whose caller waits for the dedup decision.
+    - ``schedules``: compacted schedule definitions (ScheduleSpec or a tombstone) keyed
+      ``<user>/<schedule id>``; the cron table in ``streams/`` is built from it.
+    - ``gates``: GateCommand records (queues and flow control) keyed by gate key
+      (``q/<user>/<queue>`` or ``f/<user>/<flow-control key>``).
+    - ``state``: compacted read models written by their single owner (stream workers for
+      schedule, queue and flow-control state; the API for URL groups), keyed
+      ``<kind>/<user>/<id>``; the API's read views are built from it.
+    - ``dlq``: compacted dead-letter entries (DlqEntry or a tombstone) keyed ``<user>/<dlq id>``.
+    - ``keys``: compacted signing keys (SigningKeys) keyed by user id; absent = configured keys.
     """
 
     prefix: str = DEFAULT_TOPIC_PREFIX
@@ -44,6 +53,26 @@ class Topics:
     def decisions(self) -> str:
         return f"{self.prefix}.decisions"
 
+    @property
+    def schedules(self) -> str:
+        return f"{self.prefix}.schedules"
+
+    @property
+    def gates(self) -> str:
+        return f"{self.prefix}.gates"
+
+    @property
+    def state(self) -> str:
+        return f"{self.prefix}.state"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}.dlq"
+
+    @property
+    def keys(self) -> str:
+        return f"{self.prefix}.keys"
+
     def all(self) -> tuple[str, ...]:
         return (
             self.requests,
@@ -52,7 +81,12 @@ class Topics:
             self.events,
             self.messages,
             self.decisions,
+            self.schedules,
+            self.gates,
+            self.state,
+            self.dlq,
+            self.keys,
         )
 
     def compacted(self) -> frozenset[str]:
-        return frozenset({self.messages})
+        return frozenset({self.messages, self.schedules, self.state, self.dlq, self.keys})
