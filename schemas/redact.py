@@ -65,7 +65,7 @@ def redact_headers(header: dict[str, list[str]], fields: list[str]) -> dict[str,
 
 
 def redacted(message: Message) -> Message:
-    """The copy of ``message`` that may be stored for reading (identity when nothing is redacted)."""
+    """The copy of ``message`` that may be stored for reading (itself when nothing is redacted)."""
     fields = message.redact
     if not fields:
         return message
