@@ -1,5 +1,6 @@
 """Identifier shapes used by QStash (``msg_`` + base58), made from random bytes."""
 
+import hashlib
 import secrets
 
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -24,3 +25,9 @@ def request_id() -> str:
 
 def jwt_id() -> str:
     return "jwt_" + _base58(secrets.token_bytes(21))[:28]
+
+
+def derived_message_id(*parts: str) -> str:
+    """A message id fixed by ``parts``: a replayed producer makes the same id (idempotence)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return "msg_" + _base58(digest[:18])

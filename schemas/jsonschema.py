@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 
 from schemas.commands import DeliveryDue, PublishRequest
+from schemas.dlq import DlqEntry
 from schemas.events import MessageEvent
 
 OUT = Path(__file__).parent / "json"
@@ -20,6 +21,7 @@ DOCUMENTS: dict[str, type] = {
     "publish-request.v1.schema.json": PublishRequest,
     "delivery-due.v1.schema.json": DeliveryDue,
     "message-event.v1.schema.json": MessageEvent,
+    "dlq-entry.v1.schema.json": DlqEntry,
 }
 
 

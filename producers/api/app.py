@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.api import destination
+from producers.api import destination, dlq, groups
 from producers.api.auth import Authenticator
 from producers.api.errors import (
     ApiError,
@@ -34,11 +34,20 @@ from producers.api.limits import HeaderLimits, header_pairs_problem
 from producers.api.publish import HeaderView, PublishLimits, build_request
 from producers.api.ratelimit import RateLimiter
 from producers.api.views import message_json
-from producers.kafka_log import DecisionWaiter, KafkaLog, LogUnavailable, MessagesView
+from producers.kafka_log import (
+    CompactedView,
+    DecisionWaiter,
+    KafkaLog,
+    LogUnavailable,
+    MessagesView,
+)
 from schemas import codec
 from schemas.addresses import Allowlist
 from schemas.commands import Cancel, PublishRequest
 from schemas.defaults import MAX_BATCH_ITEMS
+from schemas.dlq import DlqEntry
+from schemas.groups import UrlGroup
+from schemas.message import Message
 from schemas.topics import Topics
 from schemas.users import User
 
@@ -80,6 +89,8 @@ class Api:
         self.log: KafkaLog | None = None
         self.waiter: DecisionWaiter | None = None
         self.view: MessagesView | None = None
+        self.groups: CompactedView[UrlGroup] | None = None
+        self.dlq: CompactedView[DlqEntry] | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -94,6 +105,10 @@ class Api:
             self.view = await stack.enter_async_context(
                 MessagesView(cfg.bootstrap, cfg.topics.messages)
             )
+            self.groups = await stack.enter_async_context(
+                groups.open_view(cfg.bootstrap, cfg.topics.state)
+            )
+            self.dlq = await stack.enter_async_context(dlq.open_view(cfg.bootstrap, cfg.topics.dlq))
             log.info("api ready")
             yield
 
@@ -143,6 +158,16 @@ class Api:
         # The private-address check resolves the host: blocking DNS must not stall the loop.
         return await asyncio.to_thread(check)
 
+    async def targets(self, user: User, dest: str) -> list[groups.Target]:
+        """Where a publish to ``dest`` goes: the URL, or each endpoint of the URL group."""
+        return await groups.targets(self, user, dest)
+
+    async def _check_callbacks(self, message: Message) -> None:
+        # Callback URLs get the destination's checks (scheme, SSRF) before anything is stored.
+        for url in (message.callback, message.failure_callback):
+            if url is not None:
+                await self._check_destination(url)
+
     async def _submit(self, requests: list[PublishRequest]) -> list[tuple[str, bool]]:
         assert self.log
         assert self.waiter
@@ -188,19 +213,31 @@ class Api:
             "/v2/publish/",
             request.scope.get("query_string", b""),
         )
-        url = await self._check_destination(dest)
+        targets = await self.targets(user, dest)
         body = await self._body(request)
-        req = build_request(
-            user=user,
-            url=url,
-            view=HeaderView(request.headers.items()),
-            body=body,
-            now_ms=self._now_ms(),
-            limits=self.config.limits,
-            caller_ip=request.client.host if request.client else None,
-        )
-        [(message_id, dedup)] = await self._submit([req])
-        out: dict[str, Any] = {"messageId": message_id, "url": url}
+        now = self._now_ms()
+        reqs = [
+            groups.for_target(
+                build_request(
+                    user=user,
+                    url=t.url,
+                    view=HeaderView(request.headers.items()),
+                    body=body,
+                    now_ms=now,
+                    limits=self.config.limits,
+                    caller_ip=request.client.host if request.client else None,
+                ),
+                t,
+            )
+            for t in targets
+        ]
+        await self._check_callbacks(reqs[0].message)
+        results = await self._submit(reqs)
+        if targets[0].topic_name is not None:
+            # A URL group answers with a bare array, one item per endpoint (both SDKs).
+            return JSONResponse(_results_json(reqs, results), status_code=201)
+        [(message_id, dedup)] = results
+        out: dict[str, Any] = {"messageId": message_id, "url": reqs[0].message.url}
         if dedup:
             out["deduplicated"] = True
         return JSONResponse(out, status_code=202 if dedup else 201)
@@ -219,34 +256,41 @@ class Api:
             raise ApiError(f"invalid batch request: at most {MAX_BATCH_ITEMS} messages")
         now = self._now_ms()
         requests: list[PublishRequest] = []
+        spans: list[tuple[int, int, bool]] = []  # per item: its requests, and "is a group"
         for i, item in enumerate(items):
             if item.queue:
                 raise ApiError(f"batch item {i}: queues are not supported yet")
             try:
                 if problem := header_pairs_problem((item.headers or {}).items()):
                     raise ApiError(problem)
-                url = await self._check_destination(item.destination)
-                requests.append(
-                    build_request(
-                        user=user,
-                        url=url,
-                        view=HeaderView((item.headers or {}).items()),
-                        body=(item.body or "").encode(),
-                        now_ms=now,
-                        limits=self.config.limits,
-                        caller_ip=request.client.host if request.client else None,
+                targets = await self.targets(user, item.destination)
+                start = len(requests)
+                for t in targets:
+                    requests.append(
+                        groups.for_target(
+                            build_request(
+                                user=user,
+                                url=t.url,
+                                view=HeaderView((item.headers or {}).items()),
+                                body=(item.body or "").encode(),
+                                now_ms=now,
+                                limits=self.config.limits,
+                                caller_ip=request.client.host if request.client else None,
+                            ),
+                            t,
+                        )
                     )
-                )
+                await self._check_callbacks(requests[start].message)
+                spans.append((start, len(requests), targets[0].topic_name is not None))
             except ApiError as exc:
                 exc.args = (f"batch item {i}: {exc}",)
                 raise
         results = await self._submit(requests)
-        out = []
-        for r, (mid, dedup) in zip(requests, results, strict=True):
-            entry: dict[str, Any] = {"messageId": mid, "url": r.message.url}
-            if dedup:
-                entry["deduplicated"] = True
-            out.append(entry)
+        out: list[Any] = []
+        for start, end, is_group in spans:
+            entries = _results_json(requests[start:end], results[start:end])
+            # A URL-group item answers with a nested array (qstash-api.md §3.3).
+            out.append(entries if is_group else entries[0])
         return JSONResponse(out, status_code=201)
 
     async def get_message(self, request: Request) -> Response:
@@ -283,6 +327,18 @@ class Api:
         return JSONResponse({"status": "ok"})
 
 
+def _results_json(
+    requests: list[PublishRequest], results: list[tuple[str, bool]]
+) -> list[dict[str, Any]]:
+    out = []
+    for r, (mid, dedup) in zip(requests, results, strict=True):
+        entry: dict[str, Any] = {"messageId": mid, "url": r.message.url}
+        if dedup:
+            entry["deduplicated"] = True
+        out.append(entry)
+    return out
+
+
 async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     headers = dict(exc.headers) if exc.headers else None
@@ -303,6 +359,8 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
         Route("/v2/messages/{message_id}", api.cancel_message, methods=["DELETE"]),
         Route("/v2/keys", api.keys, methods=["GET"]),
         Route("/healthz", api.health, methods=["GET"]),
+        *groups.routes(api),
+        *dlq.routes(api),
     ]
     return Starlette(
         routes=routes,

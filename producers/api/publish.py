@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from producers.api.callbacks import parse_callbacks
 from producers.api.errors import ApiError, PayloadTooLarge
 from producers.durations import parse_duration_ms
 from schemas import defaults, headers, ids
@@ -134,6 +135,7 @@ def build_request(  # noqa: PLR0912 - one branch per QStash header, read top to 
         timeout_ms = min(timeout_ms, defaults.DEFAULT_TIMEOUT_MS)
 
     forwarded = _forwarded(view)
+    callbacks = parse_callbacks([(low, value) for low, _, value in view.items()])
     dedup_id = view.get(headers.DEDUP_ID)
     content_dedup = (view.get(headers.CONTENT_DEDUP) or "").strip().lower()
     if content_dedup not in ("", "true", "false"):
@@ -151,8 +153,10 @@ def build_request(  # noqa: PLR0912 - one branch per QStash header, read top to 
         max_retries=retries,
         retry_delay_expression=retry_expr,
         timeout_ms=timeout_ms,
-        callback=view.get(headers.CALLBACK),
-        failure_callback=view.get(headers.FAILURE_CALLBACK),
+        callback=callbacks.callback,
+        failure_callback=callbacks.failure_callback,
+        callback_options=callbacks.callback_options,
+        failure_callback_options=callbacks.failure_callback_options,
         dedup_id=dedup_id,
         labels=parse_labels(view.get(headers.LABEL)),
         caller_ip=caller_ip,

@@ -42,6 +42,10 @@ def message_json(m: Message) -> dict[str, Any]:
     if m.caller_ip:
         # PY-sdk reads callerIP, JS types say callerIp: both are emitted.
         out["callerIP"] = out["callerIp"] = m.caller_ip
+    if m.callback_options is not None and m.callback_options.header:
+        out["callbackHeader"] = m.callback_options.header
+    if m.failure_callback_options is not None and m.failure_callback_options.header:
+        out["failureCallbackHeader"] = m.failure_callback_options.header
     if m.labels:
         out["label"] = m.labels[0]
         out["labels"] = m.labels

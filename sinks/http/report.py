@@ -1,7 +1,11 @@
 """What the sender appends after an attempt: events, the retry, the end of the message's life."""
 
+from collections.abc import Iterable
+
 from schemas.commands import DeliveryDue, Schedule
+from schemas.dlq import DlqEntry, dlq_id, dlq_key
 from schemas.events import MessageEvent, State
+from sinks.http.callbacks import callbacks_after
 from sinks.http.outcome import DeadLetter, Delivered, Outcome, RetryAt
 
 RESPONSE_BODY_LIMIT = 4096  # bytes of a destination's answer kept in events (audit, DLQ)
@@ -10,6 +14,84 @@ Record = tuple[str, str, object | None]  # (topic role, key, record or tombstone
 
 
 def after_attempt(
+    due: DeliveryDue,
+    outcome: Outcome,
+    *,
+    status: int | None,
+    response_body: bytes | None,
+    error: str | None,
+    duration_ms: int,
+    started_ms: int,
+    now_ms: int,
+    response_headers: dict[str, list[str]] | None = None,
+) -> list[Record]:
+    records = _state_records(
+        due,
+        outcome,
+        status=status,
+        response_body=response_body,
+        error=error,
+        duration_ms=duration_ms,
+        started_ms=started_ms,
+        now_ms=now_ms,
+    )
+    return [
+        *records,
+        *_follow_ups(
+            due,
+            outcome,
+            status=status,
+            response_headers=response_headers or {},
+            response_body=response_body,
+            error=error,
+            now_ms=now_ms,
+        ),
+    ]
+
+
+def _follow_ups(
+    due: DeliveryDue,
+    outcome: Outcome,
+    *,
+    status: int | None,
+    response_headers: dict[str, list[str]],
+    response_body: bytes | None,
+    error: str | None,
+    now_ms: int,
+) -> list[Record]:
+    """The DLQ entry of a final failure, and the callback messages of the attempt."""
+    m = due.message
+    out: list[Record] = []
+    final = isinstance(outcome, DeadLetter)
+    dlq: str | None = None
+    if isinstance(outcome, DeadLetter):
+        dlq = dlq_id(due_ms=due.due, message_id=m.message_id, retried=due.retried)
+        entry = DlqEntry(
+            dlq_id=dlq,
+            message=m,
+            failed_at=now_ms,
+            retried=due.retried,
+            response_status=status,
+            response_header=response_headers,
+            response_body=response_body[:RESPONSE_BODY_LIMIT] if response_body else None,
+            error=error or outcome.reason,
+        )
+        out.append(("dlq", dlq_key(m.user_id, dlq), entry))
+    for req in callbacks_after(
+        due,
+        final_failure=final,
+        status=status,
+        response_headers=response_headers,
+        response_body=response_body,
+        error=error,
+        dlq_id=dlq,
+        now_ms=now_ms,
+    ):
+        out.append(("requests", req.dedup_key or req.message.message_id, req))
+    return out
+
+
+def _state_records(
     due: DeliveryDue,
     outcome: Outcome,
     *,
@@ -66,3 +148,12 @@ def after_attempt(
                 ("events", mid, event("FAILED", error=reason)),
                 ("messages", mid, None),
             ]
+
+
+def header_lists(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """A response's headers as QStash stores them: Go-canonical names to value lists."""
+    out: dict[str, list[str]] = {}
+    for name, value in pairs:
+        key = "-".join(p[:1].upper() + p[1:].lower() for p in name.split("-"))
+        out.setdefault(key, []).append(value)
+    return out

@@ -37,7 +37,7 @@ from schemas.users import User
 from sinks.http.guard import DestinationRefused, GuardedResolver, refusal_for_url, refusal_of
 from sinks.http.offsets import OffsetTracker
 from sinks.http.outcome import DeadLetter, Outcome, classify
-from sinks.http.report import RESPONSE_BODY_LIMIT, Record, after_attempt
+from sinks.http.report import RESPONSE_BODY_LIMIT, Record, after_attempt, header_lists
 from sinks.http.signing import sign
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,8 @@ class Sender:
             "events": cfg.topics.events,
             "timers": cfg.topics.timers,
             "messages": cfg.topics.messages,
+            "requests": cfg.topics.requests,  # callback messages
+            "dlq": cfg.topics.dlq,
         }
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=cfg.bootstrap,
@@ -283,7 +285,7 @@ class Sender:
         started = time.monotonic()
         started_ms = int(self.clock() * 1000)
         status: int | None = None
-        resp_headers: dict[str, str] = {}
+        resp_headers: list[tuple[str, str]] = []  # as received: a name may repeat
         resp_body: bytes | None = None
         error: str | None = None
         refused: str | None = None
@@ -305,7 +307,7 @@ class Sender:
                 allow_redirects=False,
             ) as resp:
                 status = resp.status
-                resp_headers = dict(resp.headers)
+                resp_headers = list(resp.headers.items())
                 resp_body = await resp.content.read(RESPONSE_BODY_LIMIT)
         except DestinationRefused as exc:
             refused = exc.reason
@@ -330,7 +332,7 @@ class Sender:
             if refused is not None
             else classify(
                 status=status,
-                headers=resp_headers,
+                headers=dict(resp_headers),
                 error=error,
                 retried=due.retried,
                 max_retries=m.max_retries,
@@ -349,4 +351,5 @@ class Sender:
             duration_ms=duration_ms,
             started_ms=started_ms,
             now_ms=now_ms,
+            response_headers=header_lists(resp_headers),
         )

@@ -1,0 +1,220 @@
+"""The dead-letter queue over HTTP (qstash-api.md §3.8, §8.2).
+
+The sender writes one DlqEntry per failed message to the compacted ``<prefix>.dlq`` topic; this
+module reads them through a CompactedView and removes them with tombstones. A retry publishes a
+NEW message from the stored original (unredacted: redaction only hides values from readers)
+and then tombstones the entry, so the old dlqId answers 404 afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from producers.api.dlq_query import DlqQuery, parse_query, select
+from producers.api.errors import ApiError, NotFound, Unavailable
+from producers.api.publish import HeaderView, build_request
+from producers.api.views import body_fields, message_json
+from producers.kafka_log import CompactedView, LogUnavailable
+from schemas import codec, ids
+from schemas import headers as h
+from schemas.commands import PublishRequest
+from schemas.dlq import DlqEntry, dlq_key
+from schemas.message import Message
+from schemas.redact import redacted
+
+if TYPE_CHECKING:
+    from producers.api.app import Api
+    from schemas.users import User
+
+
+class _DeleteBody(msgspec.Struct, rename="camel"):
+    dlq_ids: list[str] | None = None  # the Python SDK's delete_many
+
+
+def _decode(_key: str, value: bytes) -> DlqEntry | None:
+    try:
+        return codec.decode(value, DlqEntry)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def open_view(bootstrap: str, dlq_topic: str) -> CompactedView[DlqEntry]:
+    return CompactedView(bootstrap, dlq_topic, _decode)
+
+
+def dlq_json(entry: DlqEntry) -> dict[str, Any]:
+    """The message as readers see it (redacted), plus the last failed attempt's answer."""
+    out = message_json(redacted(entry.message))
+    out["dlqId"] = entry.dlq_id
+    out["responseStatus"] = entry.response_status or 0  # required by the Python SDK
+    if entry.response_header:
+        out["responseHeader"] = entry.response_header
+    for key, value in body_fields(entry.response_body or b"").items():
+        out["response" + key[0].upper() + key[1:]] = value  # responseBody / responseBodyBase64
+    if entry.error:
+        out["error"] = entry.error
+    return out
+
+
+# Which Upstash-* request headers of a single retry override which fields of the original.
+_OVERRIDES: dict[str, tuple[str, ...]] = {
+    h.METHOD: ("method",),
+    h.RETRIES: ("max_retries",),
+    h.RETRY_DELAY: ("retry_delay_expression",),
+    h.TIMEOUT: ("timeout_ms",),
+    h.DELAY: ("not_before",),
+    h.NOT_BEFORE: ("not_before",),
+    h.CALLBACK: ("callback", "callback_options"),
+    h.FAILURE_CALLBACK: ("failure_callback", "failure_callback_options"),
+    h.LABEL: ("labels",),
+}
+
+
+def republished(
+    original: Message, *, view: HeaderView | None, built: Message | None, now_ms: int
+) -> Message:
+    """A new message with the original's settings, overridden by the headers the retry sent.
+
+    ``built`` is the message ``build_request`` made from the retry's own headers (validated);
+    only fields whose header was sent are taken from it; forwarded headers are merged per name.
+    """
+    changes: dict[str, object] = {
+        "message_id": ids.message_id(),
+        "created_at": now_ms,
+        "not_before": now_ms,
+        "dedup_id": None,
+    }
+    if view is not None and built is not None:
+        for header, fields in _OVERRIDES.items():
+            if view.get(header) is not None:
+                changes.update({f: getattr(built, f) for f in fields})
+        forwarded = {k: v for k, v in built.header.items() if k != "Content-Type"}
+        if view.get(h.CONTENT_TYPE) is not None and "Content-Type" in built.header:
+            forwarded["Content-Type"] = built.header["Content-Type"]
+        if forwarded:
+            changes["header"] = {**original.header, **forwarded}
+    return msgspec.structs.replace(original, **changes)
+
+
+def _user_entry(api: Api, user: User, dlq_id: str) -> DlqEntry:
+    assert api.dlq is not None
+    entry = api.dlq.get(dlq_key(user.user_id, dlq_id))
+    if entry is None:
+        raise NotFound(f"dlq message {dlq_id!r} not found")
+    return entry
+
+
+def _selected(api: Api, user: User, q: DlqQuery) -> tuple[list[DlqEntry], str | None]:
+    assert api.dlq is not None
+    entries = (e for _, e in api.dlq.scan(dlq_key(user.user_id, "")))
+    return select(entries, q)
+
+
+async def _remove(api: Api, user: User, entries: list[DlqEntry]) -> None:
+    assert api.log is not None
+    assert api.dlq is not None
+    keys = [dlq_key(user.user_id, e.dlq_id) for e in entries]
+    if not keys:
+        return
+    topic = api.config.topics.dlq
+    try:
+        await api.log.append_many([(topic, k.encode(), None) for k in keys])  # type: ignore[misc]
+    except LogUnavailable as exc:
+        raise Unavailable("Kafka is unavailable; retry") from exc
+    for k in keys:
+        api.dlq.drop(k)
+
+
+async def _retry(api: Api, user: User, entries: list[tuple[DlqEntry, Message]]) -> list[str]:
+    requests = [
+        PublishRequest(request_id=ids.request_id(), message=message) for _, message in entries
+    ]
+    results = await api._submit(requests)
+    await _remove(api, user, [e for e, _ in entries])
+    return [mid for mid, _ in results]
+
+
+def routes(api: Api) -> list[Route]:
+    async def list_messages(request: Request) -> Response:
+        user = api._user(request)
+        page, cursor = _selected(api, user, parse_query(request.query_params.multi_items()))
+        out: dict[str, Any] = {"messages": [dlq_json(e) for e in page]}
+        if cursor is not None:
+            out["cursor"] = cursor
+        return JSONResponse(out)
+
+    async def get_message(request: Request) -> Response:
+        user = api._user(request)
+        return JSONResponse(dlq_json(_user_entry(api, user, request.path_params["dlq_id"])))
+
+    async def delete_message(request: Request) -> Response:
+        user = api._user(request)
+        entry = _user_entry(api, user, request.path_params["dlq_id"])
+        await _remove(api, user, [entry])
+        return JSONResponse({"deleted": 1})
+
+    async def delete_many(request: Request) -> Response:
+        user = api._user(request)
+        raw = await api._body(request)
+        if raw.strip():
+            # The Python SDK's delete_many sends its ids as a JSON body on DELETE; a server
+            # that ignored it would take the request for "delete everything".
+            try:
+                body = msgspec.json.decode(raw, type=_DeleteBody)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise ApiError(f"invalid request body: {exc}") from None
+            if body.dlq_ids is None:
+                raise ApiError('invalid request body: expected {"dlqIds": [...]}')
+            q = DlqQuery(dlq_ids=frozenset(body.dlq_ids))
+        else:
+            q = parse_query(request.query_params.multi_items())
+        page, cursor = _selected(api, user, q)
+        await _remove(api, user, page)
+        out: dict[str, Any] = {"deleted": len(page)}
+        if cursor is not None:
+            out["cursor"] = cursor
+        return JSONResponse(out)
+
+    async def retry_many(request: Request) -> Response:
+        user = api._user(request)
+        page, cursor = _selected(api, user, parse_query(request.query_params.multi_items()))
+        now = api._now_ms()
+        fresh = [(e, republished(e.message, view=None, built=None, now_ms=now)) for e in page]
+        out: dict[str, Any] = {
+            "responses": [{"messageId": mid} for mid in await _retry(api, user, fresh)]
+        }
+        if cursor is not None:
+            out["cursor"] = cursor
+        return JSONResponse(out, status_code=201)
+
+    async def retry_one(request: Request) -> Response:
+        user = api._user(request)
+        entry = _user_entry(api, user, request.path_params["dlq_id"])
+        view = HeaderView(request.headers.items())
+        now = api._now_ms()
+        built = build_request(
+            user=user,
+            url=entry.message.url,
+            view=view,
+            body=entry.message.body,
+            now_ms=now,
+            limits=api.config.limits,
+        ).message
+        message = republished(entry.message, view=view, built=built, now_ms=now)
+        await api._check_callbacks(message)
+        [mid] = await _retry(api, user, [(entry, message)])
+        return JSONResponse({"messageId": mid}, status_code=201)
+
+    return [
+        Route("/v2/dlq", list_messages, methods=["GET"]),
+        Route("/v2/dlq", delete_many, methods=["DELETE"]),
+        Route("/v2/dlq/retry", retry_many, methods=["POST"]),
+        Route("/v2/dlq/retry/{dlq_id}", retry_one, methods=["POST"]),
+        Route("/v2/dlq/{dlq_id}", get_message, methods=["GET"]),
+        Route("/v2/dlq/{dlq_id}", delete_message, methods=["DELETE"]),
+    ]

@@ -1,0 +1,145 @@
+"""Which dead letters a ``/v2/dlq`` request means: filters, order and cursor paging (pure).
+
+Filters follow qstash-api.md §3.8: values of one filter are OR-ed (repeated keys, or a comma
+list), different filters are AND-ed; ``dlqIds`` alone selects by id and ignores the rest.
+The cursor is the sort key of the last entry returned, so a page never repeats or skips an
+entry that existed when the previous page was read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from producers.api.errors import ApiError
+from schemas.dlq import DlqEntry, sort_key
+
+MAX_COUNT = 100
+_ORDERS = ("earliestFirst", "latestFirst")
+# Query key → how an entry shows that value. ``url`` is never split on commas (URLs hold them).
+_TEXT_FILTERS: dict[str, Callable[[DlqEntry], list[str | None]]] = {
+    "messageId": lambda e: [e.message.message_id],
+    "url": lambda e: [e.message.url],
+    "topicName": lambda e: [e.message.topic_name],
+    "scheduleId": lambda e: [e.message.schedule_id],
+    "queueName": lambda e: [e.message.queue_name],
+    "callerIp": lambda e: [e.message.caller_ip],
+    "label": lambda e: list(e.message.labels),
+    "flowControlKey": lambda e: [e.message.flow_control.key if e.message.flow_control else None],
+    "responseStatus": lambda e: [str(e.response_status or 0)],
+}
+
+
+@dataclass(frozen=True)
+class DlqQuery:
+    dlq_ids: frozenset[str] | None = None
+    filters: dict[str, frozenset[str]] = field(default_factory=dict)
+    from_date: int | None = None
+    to_date: int | None = None
+    count: int = MAX_COUNT
+    cursor: tuple[int, int] | None = None
+    latest_first: bool = False
+
+    @property
+    def selects_all(self) -> bool:
+        """No id and no filter: every entry (the JS SDK's ``{all: true}``)."""
+        return (
+            self.dlq_ids is None
+            and not self.filters
+            and self.from_date is None
+            and (self.to_date is None)
+        )
+
+
+def _values(pairs: list[tuple[str, str]], key: str, *, split: bool = True) -> list[str]:
+    out: list[str] = []
+    for k, v in pairs:
+        if k != key:
+            continue
+        if split:
+            out.extend(p.strip() for p in v.split(","))
+        else:
+            out.append(v)
+    return [v for v in out if v]
+
+
+def _int(pairs: list[tuple[str, str]], key: str) -> int | None:
+    values = _values(pairs, key)
+    if not values:
+        return None
+    try:
+        return int(values[0])
+    except ValueError:
+        raise ApiError(f"invalid {key}: {values[0]!r} is not an integer") from None
+
+
+def parse_query(pairs: list[tuple[str, str]]) -> DlqQuery:
+    """A DlqQuery from the request's query pairs; ApiError(400) on malformed values."""
+    # Deprecated spelling, still sent by some clients.
+    pairs = [("callerIp" if k == "callerIP" else k, v) for k, v in pairs]
+    ids = _values(pairs, "dlqIds")
+    filters: dict[str, frozenset[str]] = {}
+    for key in _TEXT_FILTERS:
+        values = _values(pairs, key, split=key != "url")
+        if values:
+            filters[key] = frozenset(values)
+    count = _int(pairs, "count")
+    if count is not None and count <= 0:
+        raise ApiError("invalid count: must be positive")
+    order = (_values(pairs, "order") or ["earliestFirst"])[0]
+    if order not in _ORDERS:
+        raise ApiError("invalid order: use earliestFirst or latestFirst")
+    cursors = _values(pairs, "cursor")
+    cursor = _parse_cursor(cursors[0]) if cursors else None
+    return DlqQuery(
+        dlq_ids=frozenset(ids) if ids else None,
+        filters=filters,
+        from_date=_int(pairs, "fromDate"),
+        to_date=_int(pairs, "toDate"),
+        count=min(count or MAX_COUNT, MAX_COUNT),
+        cursor=cursor,
+        latest_first=order == "latestFirst",
+    )
+
+
+def _parse_cursor(raw: str) -> tuple[int, int]:
+    millis, sep, n = raw.partition("-")
+    if not (sep and millis.isdigit() and n.isdigit()):
+        raise ApiError("invalid cursor")
+    return int(millis), int(n)
+
+
+def format_cursor(key: tuple[int, int]) -> str:
+    return f"{key[0]}-{key[1]}"
+
+
+def matches(entry: DlqEntry, q: DlqQuery) -> bool:
+    if q.dlq_ids is not None:
+        return entry.dlq_id in q.dlq_ids
+    if q.from_date is not None and entry.failed_at < q.from_date:
+        return False
+    if q.to_date is not None and entry.failed_at > q.to_date:
+        return False
+    for key, wanted in q.filters.items():
+        if not any(v is not None and v in wanted for v in _TEXT_FILTERS[key](entry)):
+            return False
+    return True
+
+
+def select(entries: Iterable[DlqEntry], q: DlqQuery) -> tuple[list[DlqEntry], str | None]:
+    """One page of the matching entries in the asked order, and the cursor of the next page."""
+    found = sorted(
+        (e for e in entries if matches(e, q)),
+        key=lambda e: sort_key(e.dlq_id),
+        reverse=q.latest_first,
+    )
+    if q.cursor is not None:
+        c = q.cursor
+        found = [
+            e
+            for e in found
+            if (sort_key(e.dlq_id) < c if q.latest_first else sort_key(e.dlq_id) > c)
+        ]
+    page = found[: q.count]
+    more = len(found) > q.count
+    return page, format_cursor(sort_key(page[-1].dlq_id)) if more else None

@@ -1,0 +1,209 @@
+"""URL groups over HTTP (qstash-api.md §3.7, §8.6) and the fan-out of a publish to a group.
+
+The group records live in the compacted ``<prefix>.state`` topic (schemas/groups.py); this API is
+their only writer, so a read-modify-append here, followed by ``put`` into the view, is enough
+(concurrent edits of one group from two API instances: the later append wins).
+
+:func:`targets` is what publish, batch, enqueue and schedules call to turn a destination into
+the URLs to deliver to; :func:`for_target` stamps one target onto a built PublishRequest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from producers.api import destination
+from producers.api.errors import ApiError, NotFound, Unavailable
+from producers.kafka_log import CompactedView, LogUnavailable
+from schemas import codec
+from schemas.commands import PublishRequest
+from schemas.groups import (
+    GROUP_KEY_PREFIX,
+    Endpoint,
+    RemoveSpec,
+    UrlGroup,
+    group_key,
+    remove,
+    upsert,
+    valid_name,
+)
+
+if TYPE_CHECKING:
+    from producers.api.app import Api
+    from schemas.users import User
+
+_MAX_ENDPOINTS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One URL a publish delivers to; ``topic_name`` is set when it came from a group."""
+
+    url: str
+    topic_name: str | None = None
+    endpoint_name: str | None = None
+
+
+class _AddBody(msgspec.Struct):
+    endpoints: list[Endpoint]
+
+
+class _RemoveBody(msgspec.Struct):
+    endpoints: list[RemoveSpec]
+
+
+def _decode(key: str, value: bytes) -> UrlGroup | None:
+    if not key.startswith(GROUP_KEY_PREFIX):
+        return None  # other read models share the state topic
+    try:
+        return codec.decode(value, UrlGroup)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def open_view(bootstrap: str, state_topic: str) -> CompactedView[UrlGroup]:
+    return CompactedView(bootstrap, state_topic, _decode)
+
+
+def group_json(group: UrlGroup) -> dict[str, object]:
+    return {
+        "name": group.name,
+        "createdAt": group.created_at,
+        "updatedAt": group.updated_at,
+        "endpoints": [
+            {"url": e.url, **({"name": e.name} if e.name is not None else {})}
+            for e in group.endpoints
+        ],
+    }
+
+
+async def targets(api: Api, user: User, dest: str) -> list[Target]:
+    """The URLs a publish to ``dest`` delivers to: itself, or every endpoint of the group."""
+    if "://" in dest or destination.is_url(dest):
+        return [Target(url=await api._check_destination(dest))]
+    if not valid_name(dest):
+        raise ApiError(f"invalid destination: {dest!r} is neither a URL nor a url group name")
+    assert api.groups is not None
+    group = api.groups.get(group_key(user.user_id, dest))
+    if group is None:
+        raise NotFound(f"url group {dest!r} not found")
+    return [Target(url=e.url, topic_name=group.name, endpoint_name=e.name) for e in group.endpoints]
+
+
+def for_target(req: PublishRequest, target: Target) -> PublishRequest:
+    """``req`` as built for ``target.url``, marked with its group and endpoint.
+
+    The dedup key gains the endpoint, so one deduplication id covers the whole fan-out without
+    the second endpoint's message being taken for a duplicate of the first's.
+    """
+    if target.topic_name is None:
+        return req
+    message = msgspec.structs.replace(
+        req.message, topic_name=target.topic_name, endpoint_name=target.endpoint_name
+    )
+    key = req.dedup_key
+    if key is not None:
+        key = f"{key}:group:{target.topic_name}:{target.endpoint_name or ''}:{target.url}"
+    return msgspec.structs.replace(req, message=message, dedup_key=key)
+
+
+def _name(request: Request) -> str:
+    name: str = request.path_params["name"]
+    if not valid_name(name):
+        raise ApiError("invalid url group name: only letters, digits, '.', '_' and '-' are allowed")
+    return name
+
+
+async def _write(api: Api, key: str, group: UrlGroup | None) -> None:
+    assert api.log is not None
+    assert api.groups is not None
+    value = None if group is None else codec.encode(group)
+    try:
+        await api.log.append_many([(api.config.topics.state, key.encode(), value)])  # type: ignore[list-item]
+    except LogUnavailable as exc:
+        raise Unavailable("Kafka is unavailable; retry") from exc
+    if group is None:
+        api.groups.drop(key)
+    else:
+        api.groups.put(key, group)
+
+
+def routes(api: Api) -> list[Route]:
+    async def add_endpoints(request: Request) -> Response:
+        user = api._user(request)
+        name = _name(request)
+        try:
+            body = msgspec.json.decode(await api._body(request), type=_AddBody)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ApiError(f"invalid request body: {exc}") from None
+        if not body.endpoints:
+            raise ApiError("invalid request body: endpoints must not be empty")
+        for e in body.endpoints:
+            if not destination.is_url(e.url):
+                raise ApiError(f"invalid endpoint url {e.url!r}: use http:// or https://")
+            await api._check_destination(e.url)
+        assert api.groups is not None
+        key = group_key(user.user_id, name)
+        group = upsert(
+            api.groups.get(key),
+            user_id=user.user_id,
+            name=name,
+            endpoints=body.endpoints,
+            now_ms=api._now_ms(),
+        )
+        if len(group.endpoints) > _MAX_ENDPOINTS:
+            raise ApiError(f"a url group has at most {_MAX_ENDPOINTS} endpoints")
+        await _write(api, key, group)
+        return Response(status_code=200)
+
+    async def remove_endpoints(request: Request) -> Response:
+        user = api._user(request)
+        name = _name(request)
+        try:
+            body = msgspec.json.decode(await api._body(request), type=_RemoveBody)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ApiError(f"invalid request body: {exc}") from None
+        assert api.groups is not None
+        key = group_key(user.user_id, name)
+        group = api.groups.get(key)
+        if group is None:
+            raise NotFound(f"url group {name!r} not found")
+        await _write(api, key, remove(group, specs=body.endpoints, now_ms=api._now_ms()))
+        return Response(status_code=200)
+
+    async def get_group(request: Request) -> Response:
+        user = api._user(request)
+        assert api.groups is not None
+        group = api.groups.get(group_key(user.user_id, _name(request)))
+        if group is None:
+            raise NotFound("url group not found")
+        return JSONResponse(group_json(group))
+
+    async def list_groups(request: Request) -> Response:
+        user = api._user(request)
+        assert api.groups is not None
+        found = api.groups.scan(group_key(user.user_id, ""))
+        return JSONResponse([group_json(g) for _, g in found])
+
+    async def delete_group(request: Request) -> Response:
+        user = api._user(request)
+        assert api.groups is not None
+        key = group_key(user.user_id, _name(request))
+        # 2xx for a missing group too: the Python SDK's own tests delete before creating.
+        if api.groups.get(key) is not None:
+            await _write(api, key, None)
+        return Response(status_code=200)
+
+    return [
+        Route("/v2/topics/{name}/endpoints", add_endpoints, methods=["POST"]),
+        Route("/v2/topics/{name}/endpoints", remove_endpoints, methods=["DELETE"]),
+        Route("/v2/topics", list_groups, methods=["GET"]),
+        Route("/v2/topics/{name}", get_group, methods=["GET"]),
+        Route("/v2/topics/{name}", delete_group, methods=["DELETE"]),
+    ]

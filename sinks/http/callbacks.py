@@ -1,0 +1,159 @@
+"""Callbacks and failure callbacks (qstash-api.md §6): new messages the sender publishes.
+
+After every attempt of a message with ``callback``, and after the final failure of one with
+``failure_callback``, the sender appends a PublishRequest for a new message to that URL, whose
+JSON body describes the attempt. The new message travels the normal path (dedup, delay, sender,
+SSRF guard, signature with ``sub`` = the callback URL) with its own options.
+
+Replays: a sender that crashes after appending but before committing its offset repeats the
+attempt's follow-ups. The callback's id and dedup key are derived from (source id, attempt,
+kind), so the repeat meets the first one's dedup row and is dropped: one callback per attempt.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Literal
+
+from schemas import ids
+from schemas.commands import DeliveryDue, PublishRequest
+from schemas.message import CallbackOptions, Message
+from schemas.redact import redacted
+
+Kind = Literal["callback", "failure-callback"]
+
+
+def _b64(data: bytes | None) -> str:
+    # Standard alphabet with padding: the JS SDK decodes these with atob().
+    return base64.b64encode(data or b"").decode()
+
+
+def callback_body(
+    due: DeliveryDue,
+    *,
+    status: int | None,
+    response_headers: dict[str, list[str]],
+    response_body: bytes | None,
+    error: str | None,
+    dlq_id: str | None = None,
+) -> bytes:
+    """The JSON a callback URL receives about attempt ``due.retried`` of ``due.message``.
+
+    The source's headers and body are shown as stored for reading (redacted fields stay
+    redacted): the callback is itself a stored message.
+    """
+    m = due.message
+    shown = redacted(m)
+    out: dict[str, object] = {
+        "status": status if status is not None else 0,
+        "header": response_headers,
+        "body": _b64(response_body),
+        "retried": due.retried,
+        "maxRetries": m.max_retries,
+        "sourceMessageId": m.message_id,
+        "url": m.url,
+        "method": m.method,
+        "sourceHeader": shown.header,
+        "sourceBody": _b64(shown.body),
+        "notBefore": m.not_before,
+        "createdAt": m.created_at,
+    }
+    optional: dict[str, object | None] = {
+        "dlqId": dlq_id,
+        "error": error if status is None else None,
+        "topicName": m.topic_name,
+        "endpointName": m.endpoint_name,
+        "scheduleId": m.schedule_id,
+        "callerIP": m.caller_ip,
+    }
+    out.update({k: v for k, v in optional.items() if v is not None})
+    return json.dumps(out, separators=(",", ":")).encode()
+
+
+def callback_request(
+    source: Message,
+    *,
+    kind: Kind,
+    retried: int,
+    url: str,
+    options: CallbackOptions | None,
+    body: bytes,
+    now_ms: int,
+) -> PublishRequest:
+    """The PublishRequest of one callback message; the same (id, dedup key) on every replay."""
+    opts = options or CallbackOptions()
+    attempt = str(retried) if kind == "callback" else "final"
+    message_id = ids.derived_message_id(kind, source.message_id, attempt)
+    message = Message(
+        message_id=message_id,
+        user_id=source.user_id,
+        url=url,
+        created_at=now_ms,
+        not_before=now_ms + (opts.delay_ms or 0),
+        method=opts.method,
+        header={"Content-Type": ["application/json"], **opts.header},
+        body=body,
+        max_retries=source.max_retries if opts.retries is None else opts.retries,
+        retry_delay_expression=opts.retry_delay_expression,
+        timeout_ms=opts.timeout_ms,
+        caller_ip=None,
+        # No callback of its own: a failing callback must not start a chain of callbacks.
+    )
+    return PublishRequest(
+        request_id="req_" + message_id[len("msg_") :],
+        message=message,
+        dedup_key=f"{source.user_id}:{kind}:{message_id}",
+    )
+
+
+def callbacks_after(
+    due: DeliveryDue,
+    *,
+    final_failure: bool,
+    status: int | None,
+    response_headers: dict[str, list[str]],
+    response_body: bytes | None,
+    error: str | None,
+    dlq_id: str | None,
+    now_ms: int,
+) -> list[PublishRequest]:
+    """The callback messages that follow one attempt (none when the message asked for none)."""
+    m = due.message
+    out: list[PublishRequest] = []
+
+    def body(dlq: str | None = None) -> bytes:
+        return callback_body(
+            due,
+            status=status,
+            response_headers=response_headers,
+            response_body=response_body,
+            error=error,
+            dlq_id=dlq,
+        )
+
+    if m.callback:
+        out.append(
+            callback_request(
+                m,
+                kind="callback",
+                retried=due.retried,
+                url=m.callback,
+                options=m.callback_options,
+                body=body(),
+                now_ms=now_ms,
+            )
+        )
+    if final_failure and m.failure_callback:
+        out.append(
+            callback_request(
+                m,
+                kind="failure-callback",
+                retried=due.retried,
+                url=m.failure_callback,
+                options=m.failure_callback_options,
+                body=body(dlq_id),
+                now_ms=now_ms,
+            )
+        )
+    return out
