@@ -1,8 +1,8 @@
 """Dead-letter entries: a message that failed for good, kept so it can be read, retried or deleted.
 
 The sender appends one :class:`DlqEntry` with the FAILED event, to the compacted ``<prefix>.dlq``
-topic under :func:`dlq_key`. The id is derived from the failed attempt itself (its due time and
-message id), so a sender that replays the attempt after a crash overwrites the same key instead
+topic under :func:`dlq_key`. The id is derived from the failed attempt itself (message and attempt
+number), so a sender that replays the attempt after a crash overwrites the same key instead
 of adding a second entry.
 """
 
@@ -40,20 +40,16 @@ class DlqEntry(
     error: str | None = None
 
 
-def dlq_id(*, due_ms: int, message_id: str, retried: int) -> str:
-    """``<unixMillis>-<n>`` (QStash's shape), the same for every replay of one attempt."""
-    n = zlib.crc32(f"{message_id}/{retried}".encode())
-    return f"{due_ms}-{n}"
+def dlq_id(*, message: Message, retried: int) -> str:
+    """``<unixMillis>-<n>`` (QStash's shape), the same for every replay of one attempt.
+
+    Only the message and the attempt number go in: a replayed attempt may run at another time
+    (even twice, when a retry's Schedule was replayed), and must still land on the same entry.
+    The millis are the message's creation time; entries are listed in ``failed_at`` order.
+    """
+    n = zlib.crc32(f"{message.message_id}/{retried}".encode())
+    return f"{message.created_at}-{n}"
 
 
 def dlq_key(user_id: str, dlq_id_: str) -> str:
     return f"{user_id}/{dlq_id_}"
-
-
-def sort_key(dlq_id_: str) -> tuple[int, int]:
-    """Order of entries: by the failed attempt's time, then by the id's tail."""
-    millis, _, n = dlq_id_.partition("-")
-    try:
-        return int(millis), int(n or 0)
-    except ValueError:
-        return 0, 0

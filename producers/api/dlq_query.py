@@ -2,8 +2,8 @@
 
 Filters follow qstash-api.md §3.8: values of one filter are OR-ed (repeated keys, or a comma
 list), different filters are AND-ed; ``dlqIds`` alone selects by id and ignores the rest.
-The cursor is the sort key of the last entry returned, so a page never repeats or skips an
-entry that existed when the previous page was read.
+Entries are ordered by (failed_at, dlq id); the cursor is that key of the last entry returned,
+so a page never repeats or skips an entry that existed when the previous page was read.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from producers.api.errors import ApiError
-from schemas.dlq import DlqEntry, sort_key
+from schemas.dlq import DlqEntry
 
 MAX_COUNT = 100
 _ORDERS = ("earliestFirst", "latestFirst")
@@ -37,7 +37,7 @@ class DlqQuery:
     from_date: int | None = None
     to_date: int | None = None
     count: int = MAX_COUNT
-    cursor: tuple[int, int] | None = None
+    cursor: tuple[int, str] | None = None
     latest_first: bool = False
 
     @property
@@ -102,15 +102,19 @@ def parse_query(pairs: list[tuple[str, str]]) -> DlqQuery:
     )
 
 
-def _parse_cursor(raw: str) -> tuple[int, int]:
-    millis, sep, n = raw.partition("-")
-    if not (sep and millis.isdigit() and n.isdigit()):
+def _parse_cursor(raw: str) -> tuple[int, str]:
+    millis, sep, dlq_id = raw.partition("_")
+    if not (sep and millis.isdigit() and dlq_id):
         raise ApiError("invalid cursor")
-    return int(millis), int(n)
+    return int(millis), dlq_id
 
 
-def format_cursor(key: tuple[int, int]) -> str:
-    return f"{key[0]}-{key[1]}"
+def _order_key(entry: DlqEntry) -> tuple[int, str]:
+    return entry.failed_at, entry.dlq_id
+
+
+def format_cursor(key: tuple[int, str]) -> str:
+    return f"{key[0]}_{key[1]}"
 
 
 def matches(entry: DlqEntry, q: DlqQuery) -> bool:
@@ -128,18 +132,10 @@ def matches(entry: DlqEntry, q: DlqQuery) -> bool:
 
 def select(entries: Iterable[DlqEntry], q: DlqQuery) -> tuple[list[DlqEntry], str | None]:
     """One page of the matching entries in the asked order, and the cursor of the next page."""
-    found = sorted(
-        (e for e in entries if matches(e, q)),
-        key=lambda e: sort_key(e.dlq_id),
-        reverse=q.latest_first,
-    )
+    found = sorted((e for e in entries if matches(e, q)), key=_order_key, reverse=q.latest_first)
     if q.cursor is not None:
         c = q.cursor
-        found = [
-            e
-            for e in found
-            if (sort_key(e.dlq_id) < c if q.latest_first else sort_key(e.dlq_id) > c)
-        ]
+        found = [e for e in found if (_order_key(e) < c if q.latest_first else _order_key(e) > c)]
     page = found[: q.count]
     more = len(found) > q.count
-    return page, format_cursor(sort_key(page[-1].dlq_id)) if more else None
+    return page, format_cursor(_order_key(page[-1])) if more else None

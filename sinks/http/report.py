@@ -65,7 +65,7 @@ def _follow_ups(
     final = isinstance(outcome, DeadLetter)
     dlq: str | None = None
     if isinstance(outcome, DeadLetter):
-        dlq = dlq_id(due_ms=due.due, message_id=m.message_id, retried=due.retried)
+        dlq = dlq_id(message=m, retried=due.retried)
         entry = DlqEntry(
             dlq_id=dlq,
             message=m,
