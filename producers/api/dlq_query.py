@@ -40,16 +40,6 @@ class DlqQuery:
     cursor: tuple[int, str] | None = None
     latest_first: bool = False
 
-    @property
-    def selects_all(self) -> bool:
-        """No id and no filter: every entry (the JS SDK's ``{all: true}``)."""
-        return (
-            self.dlq_ids is None
-            and not self.filters
-            and self.from_date is None
-            and (self.to_date is None)
-        )
-
 
 def _values(pairs: list[tuple[str, str]], key: str, *, split: bool = True) -> list[str]:
     out: list[str] = []
