@@ -99,6 +99,23 @@ def test_url_group_fan_out_and_callbacks(
     time.sleep(1)
     assert len(sink.received(cb)) == 2  # nothing more: callbacks have no callbacks
 
+    # Batch: a group item answers with a nested array; a dedup id covers the whole fan-out.
+    c = route("ok") + "-c"
+    batch = client.message.batch(
+        [
+            {"url_group": "grp", "body": "b1", "deduplication_id": "d1"},
+            {"url": sink.url(c), "body": "b2"},
+        ]
+    )
+    assert isinstance(batch[0], list)
+    assert len(batch[0]) == 2
+    assert not isinstance(batch[1], list)
+    again = client.message.publish(url_group="grp", body="b1", deduplication_id="d1")
+    assert isinstance(again, list)
+    assert sorted(r.message_id for r in again) == sorted(r.message_id for r in batch[0])
+    assert [b.body for b in sink.wait_count(a, 2)] == [b"fan", b"b1"]
+    sink.wait_count(c, 1)
+
     client.url_group.remove_endpoints(url_group="grp", endpoints=[{"name": "ea"}])
     assert [e.url for e in client.url_group.get("grp").endpoints] == [sink.url(b)]
     client.url_group.remove_endpoints(url_group="grp", endpoints=[{"url": sink.url(b)}])
