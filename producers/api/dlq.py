@@ -93,9 +93,13 @@ def republished(
         for header, fields in _OVERRIDES.items():
             if view.get(header) is not None:
                 changes.update({f: getattr(built, f) for f in fields})
-        forwarded = {k: v for k, v in built.header.items() if k != "Content-Type"}
-        if view.get(h.CONTENT_TYPE) is not None and "Content-Type" in built.header:
-            forwarded["Content-Type"] = built.header["Content-Type"]
+        # Only Upstash-Forward-* headers override: the retry request's own Content-Type (a
+        # client's default for an empty POST) says nothing about the stored message.
+        forwarded = {
+            k: v
+            for k, v in built.header.items()
+            if view.get(h.FORWARD_PREFIX + k.lower()) is not None
+        }
         if forwarded:
             changes["header"] = {**original.header, **forwarded}
     return msgspec.structs.replace(original, **changes)

@@ -155,9 +155,19 @@ def test_retry_republishes_a_new_message_with_the_original_values() -> None:
 
 def test_retry_headers_override_only_what_they_name() -> None:
     original = _entry(
-        1, message={"header": {"A": ["1"], "B": ["2"]}, "max_retries": 5, "method": "PUT"}
+        1,
+        message={
+            "header": {"A": ["1"], "B": ["2"], "Content-Type": ["application/json"]},
+            "max_retries": 5,
+            "method": "PUT",
+        },
     ).message
-    headers = [("Upstash-Retries", "0"), ("Upstash-Forward-B", "new"), ("Upstash-Delay", "10s")]
+    headers = [
+        ("Upstash-Retries", "0"),
+        ("Upstash-Forward-B", "new"),
+        ("Upstash-Delay", "10s"),
+        ("Content-Type", "application/x-www-form-urlencoded"),  # the retry request's own
+    ]
     view = HeaderView(headers)
     built = build_request(
         user=DEV_USERS[0],
@@ -170,5 +180,5 @@ def test_retry_headers_override_only_what_they_name() -> None:
     fresh = republished(original, view=view, built=built, now_ms=NOW)
     assert fresh.max_retries == 0
     assert fresh.method == "PUT"  # not overridden
-    assert fresh.header == {"A": ["1"], "B": ["new"]}
+    assert fresh.header == {"A": ["1"], "B": ["new"], "Content-Type": ["application/json"]}
     assert fresh.not_before == NOW + 10_000
