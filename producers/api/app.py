@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.api import destination, dlq, groups
+from producers.api import destination, dlq, groups, openapi
 from producers.api.auth import Authenticator
 from producers.api.errors import (
     ApiError,
@@ -326,6 +326,9 @@ class Api:
     async def health(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def openapi(self, _request: Request) -> Response:
+        return Response(openapi.document_json(), media_type="application/json")
+
 
 def _results_json(
     requests: list[PublishRequest], results: list[tuple[str, bool]]
@@ -359,6 +362,7 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
         Route("/v2/messages/{message_id}", api.cancel_message, methods=["DELETE"]),
         Route("/v2/keys", api.keys, methods=["GET"]),
         Route("/healthz", api.health, methods=["GET"]),
+        Route("/openapi.json", api.openapi, methods=["GET"]),
         *groups.routes(api),
         *dlq.routes(api),
     ]

@@ -1,0 +1,55 @@
+"""The checked-in OpenAPI document describes exactly the routes the API serves."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import schemathesis
+from starlette.routing import Route
+
+from producers.api import openapi
+from producers.api.app import ApiConfig, create_app
+from producers.api.publish import PublishLimits
+from schemas.topics import Topics
+from schemas.users import DEV_USERS
+
+_PARAM = re.compile(r"\{[^}]+\}")
+
+
+def _served() -> set[tuple[str, str]]:
+    config = ApiConfig(
+        bootstrap="127.0.0.1:1",
+        topics=Topics("t"),
+        users=DEV_USERS,
+        limits=PublishLimits(),
+        allow_private_destinations=True,
+    )
+    app = create_app(config)
+    out: set[tuple[str, str]] = set()
+    for route in app.routes:
+        assert isinstance(route, Route)
+        for method in route.methods or ():
+            if method != "HEAD":  # Starlette adds HEAD to every GET route
+                out.add((_PARAM.sub("{}", route.path), method.lower()))
+    return out
+
+
+def _documented() -> set[tuple[str, str]]:
+    doc = openapi.document()
+    return {
+        (_PARAM.sub("{}", path), method)
+        for path, item in doc["paths"].items()
+        for method in item
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
+
+
+def test_document_is_valid_openapi() -> None:
+    schema = schemathesis.openapi.from_dict(openapi.document())
+    operations = [op.ok() for op in schema.get_all_operations()]
+    assert len(operations) == len(_documented())
+
+
+def test_json_form_is_the_yaml_document() -> None:
+    assert json.loads(openapi.document_json()) == openapi.document()
