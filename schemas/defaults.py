@@ -25,3 +25,6 @@ DEV_PORT: Final = 8080
 # Request header limits of the API (431 above): forwarded headers per request, bytes of all headers.
 MAX_FORWARD_HEADERS: Final = 100
 MAX_HEADER_BYTES: Final = 16 * 1024
+# A callback's body carries the source body in base64 and travels base64-encoded once more in
+# its PublishRequest: keep the copy small enough that the record stays under the topic limit.
+CALLBACK_SOURCE_BODY_LIMIT: Final = 256 * 1024

@@ -18,6 +18,7 @@ from typing import Literal
 
 from schemas import ids
 from schemas.commands import DeliveryDue, PublishRequest
+from schemas.defaults import CALLBACK_SOURCE_BODY_LIMIT
 from schemas.message import CallbackOptions, Message
 from schemas.redact import redacted
 
@@ -41,7 +42,9 @@ def callback_body(
     """The JSON a callback URL receives about attempt ``due.retried`` of ``due.message``.
 
     The source's headers and body are shown as stored for reading (redacted fields stay
-    redacted): the callback is itself a stored message.
+    redacted): the callback is itself a stored message. A source body over
+    CALLBACK_SOURCE_BODY_LIMIT is truncated (QStash: "may be truncated"), so the callback's
+    record always fits in a Kafka record.
     """
     m = due.message
     shown = redacted(m)
@@ -55,7 +58,7 @@ def callback_body(
         "url": m.url,
         "method": m.method,
         "sourceHeader": shown.header,
-        "sourceBody": _b64(shown.body),
+        "sourceBody": _b64(shown.body[:CALLBACK_SOURCE_BODY_LIMIT]),
         "notBefore": m.not_before,
         "createdAt": m.created_at,
     }

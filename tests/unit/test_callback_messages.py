@@ -4,13 +4,13 @@ the callback body, the callback message, the DLQ entry, and their idempotence un
 import base64
 import json
 
-from schemas import codec
+from schemas import codec, defaults
 from schemas.commands import DeliveryDue, PublishRequest
 from schemas.dlq import DlqEntry, dlq_id
 from schemas.message import CallbackOptions, Message
 from sinks.http.callbacks import callback_body, callback_request
 from sinks.http.outcome import DeadLetter, Delivered, Outcome, RetryAt
-from sinks.http.report import Record, after_attempt, header_lists
+from sinks.http.report import RESPONSE_BODY_LIMIT, Record, after_attempt, header_lists
 
 NOW = 1_700_000_000_000
 
@@ -219,3 +219,25 @@ def test_messages_without_callbacks_get_no_follow_ups_but_still_a_dlq_entry() ->
 def test_header_lists_are_canonical_and_keep_repeats() -> None:
     got = header_lists([("content-type", "a"), ("set-cookie", "1"), ("Set-Cookie", "2")])
     assert got == {"Content-Type": ["a"], "Set-Cookie": ["1", "2"]}
+
+
+def test_a_large_source_body_is_truncated_so_the_callback_record_fits_in_kafka() -> None:
+    big = _msg(body=b"x" * defaults.MAX_BODY_BYTES)
+    req = callback_request(
+        big,
+        kind="callback",
+        retried=0,
+        url="https://cb.example/hook",
+        options=None,
+        body=callback_body(
+            DeliveryDue(message=big, retried=0, due=NOW),
+            status=500,
+            response_headers={},
+            response_body=b"y" * RESPONSE_BODY_LIMIT,
+            error=None,
+        ),
+        now_ms=NOW,
+    )
+    sent = json.loads(req.message.body)["sourceBody"]
+    assert len(base64.b64decode(sent)) == defaults.CALLBACK_SOURCE_BODY_LIMIT
+    assert len(codec.encode(req)) < defaults.MAX_TOPIC_MESSAGE_BYTES
