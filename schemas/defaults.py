@@ -25,3 +25,11 @@ DEV_PORT: Final = 8080
 # Request header limits of the API (431 above): forwarded headers per request, bytes of all headers.
 MAX_FORWARD_HEADERS: Final = 100
 MAX_HEADER_BYTES: Final = 16 * 1024
+# The events view (GET /v2/events, /v2/logs) keeps this much of <prefix>.events in memory
+# (KAFSTASH_EVENTS_RETENTION, seconds); older events stay in Kafka and the Iceberg log.
+EVENTS_RETENTION_MS: Final = 24 * 3600 * 1000
+# ... and at most this many events, the oldest dropped first, so memory stays bounded.
+EVENTS_MAX_KEPT: Final = 1_000_000
+EVENTS_PAGE_DEFAULT: Final = 100
+EVENTS_PAGE_MAX: Final = 1000  # qstash-py documents 1000; OAS says 100 (qstash-api.md §12)
+SIGNING_KEY_CHARS: Final = 32  # "sig_" + 28, like QStash's keys

@@ -24,3 +24,8 @@ def request_id() -> str:
 
 def jwt_id() -> str:
     return "jwt_" + _base58(secrets.token_bytes(21))[:28]
+
+
+def signing_key() -> str:
+    """A fresh signing key: ``sig_`` + 28 base58 characters (32 in all, QStash's shape)."""
+    return "sig_" + _base58(secrets.token_bytes(24))[:28]

@@ -39,6 +39,7 @@ from schemas import codec
 from schemas.addresses import Allowlist
 from schemas.commands import Cancel, PublishRequest
 from schemas.defaults import MAX_BATCH_ITEMS
+from schemas.redact import redacted
 from schemas.topics import Topics
 from schemas.users import User
 
@@ -176,7 +177,7 @@ class Api:
                 fut.cancel()  # no-op when resolved; otherwise stops tracking the request
         for r, (mid, dedup) in zip(requests, results, strict=True):
             if not dedup and mid == r.message.message_id:
-                self.view.remember(r.message)
+                self.view.remember(redacted(r.message))
         return results
 
     # -- routes ------------------------------------------------------------------------------
@@ -255,7 +256,7 @@ class Api:
         message = self.view.get(request.path_params["message_id"])
         if message is None or message.user_id != user.user_id:
             raise NotFound("message not found")
-        return JSONResponse(message_json(message))
+        return JSONResponse(message_json(message))  # the view holds the redacted copy
 
     async def cancel_message(self, request: Request) -> Response:
         user = self._user(request)

@@ -11,6 +11,7 @@ from producers.durations import parse_duration_ms
 from schemas import defaults, headers, ids
 from schemas.commands import PublishRequest
 from schemas.message import Message
+from schemas.redact import InvalidRedactFields, parse_redact_fields
 from schemas.retry_delay import InvalidRetryDelay, parse_retry_delay
 from schemas.users import User
 
@@ -139,6 +140,11 @@ def build_request(  # noqa: PLR0912 - one branch per QStash header, read top to 
     if content_dedup not in ("", "true", "false"):
         raise ApiError("invalid Upstash-Content-Based-Deduplication header: use true or false")
 
+    try:
+        redact = parse_redact_fields(view.get(headers.REDACT_FIELDS))
+    except InvalidRedactFields as exc:
+        raise ApiError(f"invalid Upstash-Redact-Fields header: {exc}") from None
+
     message = Message(
         message_id=ids.message_id(),
         user_id=user.user_id,
@@ -156,6 +162,7 @@ def build_request(  # noqa: PLR0912 - one branch per QStash header, read top to 
         dedup_id=dedup_id,
         labels=parse_labels(view.get(headers.LABEL)),
         caller_ip=caller_ip,
+        redact=redact,
     )
     dedup_key: str | None = None
     if dedup_id:

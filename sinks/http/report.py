@@ -19,6 +19,7 @@ def after_attempt(
     duration_ms: int,
     started_ms: int,
     now_ms: int,
+    response_headers: dict[str, str] | None = None,
 ) -> list[Record]:
     m = due.message
     mid = m.message_id
@@ -35,6 +36,9 @@ def after_attempt(
             response_status=status,
             response_body=response_body[:RESPONSE_BODY_LIMIT] if response_body else None,
             duration_ms=duration_ms,
+            response_headers={k: [v] for k, v in response_headers.items()}
+            if response_headers
+            else None,
             **extra,  # type: ignore[arg-type]
         )
 

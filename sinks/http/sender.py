@@ -349,4 +349,5 @@ class Sender:
             duration_ms=duration_ms,
             started_ms=started_ms,
             now_ms=now_ms,
+            response_headers=resp_headers,
         )
