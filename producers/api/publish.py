@@ -76,6 +76,13 @@ def _forwarded(view: HeaderView) -> dict[str, list[str]]:
     return out
 
 
+def _redact_fields(view: HeaderView) -> list[str]:
+    try:
+        return parse_redact_fields(view.get(headers.REDACT_FIELDS))
+    except InvalidRedactFields as exc:
+        raise ApiError(f"invalid Upstash-Redact-Fields header: {exc}") from None
+
+
 def parse_labels(raw: str | None) -> list[str]:
     if not raw:
         return []
@@ -140,11 +147,6 @@ def build_request(  # noqa: PLR0912 - one branch per QStash header, read top to 
     if content_dedup not in ("", "true", "false"):
         raise ApiError("invalid Upstash-Content-Based-Deduplication header: use true or false")
 
-    try:
-        redact = parse_redact_fields(view.get(headers.REDACT_FIELDS))
-    except InvalidRedactFields as exc:
-        raise ApiError(f"invalid Upstash-Redact-Fields header: {exc}") from None
-
     message = Message(
         message_id=ids.message_id(),
         user_id=user.user_id,
@@ -162,7 +164,7 @@ def build_request(  # noqa: PLR0912 - one branch per QStash header, read top to 
         dedup_id=dedup_id,
         labels=parse_labels(view.get(headers.LABEL)),
         caller_ip=caller_ip,
-        redact=redact,
+        redact=_redact_fields(view),
     )
     dedup_key: str | None = None
     if dedup_id:
