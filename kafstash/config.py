@@ -102,6 +102,9 @@ class Settings:
     rate_burst: int = 0
     sender_concurrency: int = 256
     produce_timeout_s: float = 8.0
+    # KAFSTASH_EVENTS_RETENTION (seconds, default one day): how much of the events topic the API
+    # keeps in memory for GET /v2/events; it is read back from Kafka on every API start.
+    events_retention_ms: int = defaults.EVENTS_RETENTION_MS
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -150,4 +153,8 @@ class Settings:
             rate_burst=burst,
             sender_concurrency=_int(env, "KAFSTASH_SENDER_CONCURRENCY", 256),
             produce_timeout_s=float(env.get("KAFSTASH_PRODUCE_TIMEOUT") or 8.0),
+            events_retention_ms=_int(
+                env, "KAFSTASH_EVENTS_RETENTION", defaults.EVENTS_RETENTION_MS // 1000
+            )
+            * 1000,
         )
