@@ -330,7 +330,6 @@ class Api:
 
     async def keys(self, request: Request) -> Response:
         user = self._user(request)
-        assert self.key_view
         return JSONResponse(keys.keys_json(keys.keys_of(self.key_view, user)))
 
     async def rotate_keys(self, request: Request) -> Response:

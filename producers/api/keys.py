@@ -20,8 +20,10 @@ def decode(_key: str, value: bytes) -> SigningKeys | None:
     return codec.decode(value, SigningKeys)
 
 
-def keys_of(view: KeysView, user: User) -> SigningKeys:
-    return view.get(user.user_id) or configured(user)
+def keys_of(view: KeysView | None, user: User) -> SigningKeys:
+    """The user's latest keys; the configured ones before any rotation (or without a view)."""
+    rotated = view.get(user.user_id) if view is not None else None
+    return rotated or configured(user)
 
 
 def keys_json(keys: SigningKeys) -> dict[str, Any]:
