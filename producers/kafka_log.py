@@ -231,7 +231,9 @@ class MessagesView:
             return
         if value is None:
             self.forget(key.decode())
-        else:
+        elif key.decode() not in self._gone:
+            # A cancel can overtake the message's own record (the API cancels right after the
+            # publish answered): a record arriving after the id went is stale, not a revival.
             self._messages[key.decode()] = codec.decode(value, Message)
 
 
