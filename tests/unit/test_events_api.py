@@ -297,3 +297,13 @@ def test_entry_without_known_message_still_has_required_keys() -> None:
     for key in ("time", "messageId", "state", "url"):
         assert key in out
     assert out["maxRetries"] == 3
+
+
+def test_events_retention_setting() -> None:
+    from kafstash.config import ConfigError, Settings  # noqa: PLC0415
+
+    assert Settings.from_env({"KAFSTASH_DEV": "1"}).events_retention_ms == 24 * 3600 * 1000
+    env = {"KAFSTASH_DEV": "1", "KAFSTASH_EVENTS_RETENTION": "90"}
+    assert Settings.from_env(env).events_retention_ms == 90_000
+    with pytest.raises(ConfigError, match="KAFSTASH_EVENTS_RETENTION"):
+        Settings.from_env({"KAFSTASH_DEV": "1", "KAFSTASH_EVENTS_RETENTION": "0"})
