@@ -39,6 +39,9 @@ def test_rotation_mid_run_never_fails_a_receiver_holding_the_old_keys(
     rotate_wall = 0.0
     rotated = None
     try:
+        # Once a first message arrived the senders run: the run below starts with them warm.
+        client.message.publish(url=sink.url(f"{path}?n=warmup"), body="warmup")
+        sink.wait_count(path, 1, timeout=60)
         t0 = time.monotonic()
         n = 0
         while (now := time.monotonic()) - t0 < PUBLISH_S:
@@ -101,7 +104,7 @@ def test_rotation_mid_run_never_fails_a_receiver_holding_the_old_keys(
     # Requests received before the rotation was even asked for carry the old current key (a
     # request is signed when it is sent, so a message published earlier may carry the new one).
     early = [r for r in receipts if r.at < rotate_wall]
-    assert early
+    assert len(early) > 1  # the warm-up message and the first of the run
     for r in early:
         old_only.verify(
             signature=r.headers["Upstash-Signature"], body=r.body.decode(), url=sink.url(r.path)
