@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -109,21 +110,23 @@ def test_events_filters_paging_and_redaction(
     client: QStash, stack: Stack, sink: Sink, route: Callable[[str], str]
 ) -> None:
     ok, fail = route("ok"), route("fail").replace("/fail/", "/fail/1/")
-    # qstash-py 3.4.0 has no redact option (and prefixes every header it is given), so the
-    # redacted messages are published with the raw header, as a curl user would.
-    red = httpx.post(
-        f"{stack.base_url}/v2/publish/{sink.url(ok + '-red')}",
-        content=f"body {SECRET}",
-        headers={
-            "Authorization": f"Bearer {stack.token}",
-            "Upstash-Redact-Fields": "body,header[Authorization]",
-            "Upstash-Forward-Authorization": f"Bearer {SECRET}",
-            "Upstash-Forward-X-Plain": "visible",
-            "Upstash-Label": "red",
-        },
-    )
-    assert red.status_code == 201, red.text
-    red_id = red.json()["messageId"]
+    js = JsSdk(stack.base_url, stack.token)
+    red_id = client.message.publish(
+        url=sink.url(ok + "-red"),
+        body=f"body {SECRET}",
+        headers={"Authorization": f"Bearer {SECRET}", "X-Plain": "visible"},
+        label="red",
+        redact={"body": True, "header": ["Authorization"]},
+    ).message_id  # type: ignore[union-attr]
+    js_red_id = js.run(
+        "publish",
+        url=sink.url(ok + "-jsred"),
+        body=f"js body {SECRET}",
+        headers={"Authorization": f"Bearer {SECRET}"},
+        label="red",
+        redact={"body": True, "header": ["Authorization"]},
+    )["messageId"]
+    # The docs' spelling (headers[...], spaces), as a curl user would send it.
     delayed = httpx.post(
         f"{stack.base_url}/v2/publish/{sink.url(ok + '-later')}",
         content=f"later {SECRET}",
@@ -146,14 +149,21 @@ def test_events_filters_paging_and_redaction(
     [got] = sink.wait_count(ok + "-red", 1, timeout=WAIT)
     assert got.body == f"body {SECRET}".encode()
     assert got.headers["Authorization"] == f"Bearer {SECRET}"
+    assert got.headers["X-Plain"] == "visible"
     assert got.signature_ok, got.signature_error
+    [got_js] = sink.wait_count(ok + "-jsred", 1, timeout=WAIT)
+    assert got_js.body == f"js body {SECRET}".encode()
+    assert got_js.headers["Authorization"] == f"Bearer {SECRET}"
+    assert got_js.signature_ok, got_js.signature_error
     flaky = sink.wait_count(fail, 2, timeout=WAIT)
     assert [r.answered for r in flaky] == [500, 200]
     assert all(r.signature_ok for r in flaky)
 
     logs = wait_logs(
         client,
-        lambda got: all(LogState.DELIVERED in states(got, m) for m in (red_id, retried, *plain)),
+        lambda got: all(
+            LogState.DELIVERED in states(got, m) for m in (red_id, js_red_id, retried, *plain)
+        ),
     )
     assert states(logs, retried) >= {
         LogState.CREATED,
@@ -189,7 +199,6 @@ def test_events_filters_paging_and_redaction(
         (x.message_id, x.state, x.time) for x in by_label
     ]
     assert [x.time for x in paged] == sorted((x.time for x in paged), reverse=True)
-    js = JsSdk(stack.base_url, stack.token)
     js_seen: list[tuple[str, str]] = []
     cursor: str | None = None
     for _ in range(20):
@@ -226,9 +235,17 @@ def test_events_filters_paging_and_redaction(
     msg = client.message.get(delayed)
     assert msg.body is not None
     assert msg.body.startswith("REDACTED:")
+    js_red_logs = js.run("logs", filter={"label": "red"})["logs"]
+    assert {e["messageId"] for e in js_red_logs} == {red_id, js_red_id}
+    assert all(
+        e["header"]["Authorization"][0].startswith("REDACTED:")
+        for e in js_red_logs
+        if e["state"] == "CREATED"
+    )
     auth = httpx.Headers({"Authorization": f"Bearer {stack.token}"})
     readable = [
         httpx.get(f"{stack.base_url}/v2/events?label=red", headers=auth).text,
+        json.dumps(js_red_logs),
         httpx.get(f"{stack.base_url}/v2/events?messageId={delayed}", headers=auth).text,
         httpx.get(f"{stack.base_url}/v2/messages/{delayed}", headers=auth).text,
     ]
@@ -236,7 +253,7 @@ def test_events_filters_paging_and_redaction(
     events_topic = topic_values(stack.bootstrap, f"{stack.prefix}.events")
     messages_topic = topic_values(stack.bootstrap, f"{stack.prefix}.messages")
     for raw in events_topic + messages_topic:
-        if red_id.encode() in raw or delayed.encode() in raw:
+        if any(m.encode() in raw for m in (red_id, js_red_id, delayed)):
             assert SECRET.encode() not in raw
     assert any(delayed.encode() in raw for raw in messages_topic)
     client.message.cancel(delayed)
