@@ -56,7 +56,10 @@ class _Context:
     message: Message | None
     latest: State
     last_time: int
+    user_id: str
     seen: set[tuple[str, int, int]] = field(default_factory=set)
+    # This message's events in timeline order: a listing by message id reads these only.
+    entries: list[Entry] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +92,7 @@ class EventStore:
         ctx = self._contexts.get(mid)
         if ctx is None:
             ctx = self._contexts[mid] = _Context(
-                message=None, latest=event.state, last_time=event.time
+                message=None, latest=event.state, last_time=event.time, user_id=event.user_id
             )
         fingerprint = (event.state, event.retried, event.time)
         if fingerprint in ctx.seen:
@@ -99,8 +102,10 @@ class EventStore:
             ctx.message = event.message
         ctx.latest = event.state
         ctx.last_time = max(ctx.last_time, event.time)
+        entry = Entry(event.time, next(self._seq), event)
         timeline = self._by_user.setdefault(event.user_id, [])
-        bisect.insort(timeline, Entry(event.time, next(self._seq), event), key=_position)
+        bisect.insort(timeline, entry, key=_position)
+        bisect.insort(ctx.entries, entry, key=_position)
         if len(timeline) > self.max_kept:
             del timeline[: len(timeline) - self.max_kept]
 
@@ -121,8 +126,11 @@ class EventStore:
             idx = bisect.bisect_left(timeline, (cutoff, -1), key=_position)
             dropped += idx
             del timeline[:idx]
-        for mid in [m for m, c in self._contexts.items() if c.last_time < cutoff]:
-            del self._contexts[mid]
+        for mid, ctx in list(self._contexts.items()):
+            if ctx.last_time < cutoff:
+                del self._contexts[mid]
+            elif ctx.entries and ctx.entries[0].time < cutoff:
+                del ctx.entries[: bisect.bisect_left(ctx.entries, (cutoff, -1), key=_position)]
         return dropped
 
     def select(
@@ -133,9 +141,25 @@ class EventStore:
         count: int,
         latest_first: bool = True,
         after: Position | None = None,
+        message_ids: frozenset[str] = frozenset(),
     ) -> Page:
-        """Up to ``count`` matching events of ``user_id`` past ``after`` in the chosen order."""
+        """Up to ``count`` matching events of ``user_id`` past ``after`` in the chosen order.
+
+        With ``message_ids`` only those messages' events are read (the SDKs' usual question),
+        instead of the user's whole timeline.
+        """
         timeline = self._by_user.get(user_id, [])
+        if message_ids:
+            contexts = (self._contexts.get(mid) for mid in message_ids)
+            timeline = sorted(
+                (e for c in contexts if c is not None and c.user_id == user_id for e in c.entries),
+                key=_position,
+            )
+            horizon = self._by_user.get(user_id, [])
+            if horizon:  # entries trimmed by max_kept are gone from the timeline too
+                timeline = timeline[
+                    bisect.bisect_left(timeline, horizon[0].position, key=_position) :
+                ]
         out: list[Entry] = []
         for entry in self._walk(timeline, latest_first=latest_first, after=after):
             if not predicate(entry.event, self.message(entry.event.message_id)):

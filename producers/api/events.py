@@ -141,7 +141,12 @@ def list_events(store: EventStore, user_id: str, params: MultiParams, key: str) 
         )
 
     page = store.select(
-        user_id, matches, count=query.count, latest_first=query.latest_first, after=query.after
+        user_id,
+        matches,
+        count=query.count,
+        latest_first=query.latest_first,
+        after=query.after,
+        message_ids=wanted.message_ids,
     )
     out: dict[str, Any] = {
         key: [event_json(x.event, store.message(x.event.message_id)) for x in page.entries]

@@ -307,3 +307,20 @@ def test_events_retention_setting() -> None:
     assert Settings.from_env(env).events_retention_ms == 90_000
     with pytest.raises(ConfigError, match="KAFSTASH_EVENTS_RETENTION"):
         Settings.from_env({"KAFSTASH_DEV": "1", "KAFSTASH_EVENTS_RETENTION": "0"})
+
+
+def test_listing_by_message_id_pages_and_respects_the_caps() -> None:
+    store = EventStore(retention_ms=3_600_000, max_kept=6)
+    states: list[State] = ["CREATED", "ACTIVE", "ERROR", "RETRY", "ACTIVE", "DELIVERED"]
+    for i, s in enumerate(states):
+        store.add(_ev("msg_1", s, T0 + 10 * i, retried=i // 3))
+        store.add(_ev("msg_2", "CREATED", T0 + 10 * i + 1))  # noise, and it pushes out old ones
+    first = list_events(store, USER, _q("messageId=msg_1&count=2"), "events")
+    assert [s for _, s in _ids(first)] == ["DELIVERED", "ACTIVE"]
+    second = list_events(
+        store, USER, _q(f"messageId=msg_1&count=2&cursor={first['cursor']}"), "events"
+    )
+    assert [s for _, s in _ids(second)] == ["RETRY"]  # older ones went with max_kept=6
+    assert "cursor" not in second
+    assert len(store) == 6
+    assert list_events(store, "u2", _q("messageId=msg_1"), "events") == {"events": []}
