@@ -102,6 +102,9 @@ class Settings:
     rate_burst: int = 0
     sender_concurrency: int = 256
     produce_timeout_s: float = 8.0
+    # KAFSTASH_EVENTS_RETENTION (seconds, default one day): how much of the events topic the API
+    # keeps in memory for GET /v2/events; it is read back from Kafka on every API start.
+    events_retention_ms: int = defaults.EVENTS_RETENTION_MS
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -128,6 +131,11 @@ class Settings:
         if max_body > defaults.MAX_BODY_BYTES:
             # Bodies travel base64-encoded inside one Kafka record; past this they no longer fit.
             raise ConfigError(f"KAFSTASH_MAX_BODY_BYTES may be at most {defaults.MAX_BODY_BYTES}")
+        events_retention_s = _int(
+            env, "KAFSTASH_EVENTS_RETENTION", defaults.EVENTS_RETENTION_MS // 1000
+        )
+        if events_retention_s <= 0:
+            raise ConfigError("KAFSTASH_EVENTS_RETENTION must be a positive number of seconds")
         rate = _float(env, "KAFSTASH_RATE_LIMIT", 0.0)
         burst = _int(env, "KAFSTASH_RATE_BURST", max(1, math.ceil(rate)))
         if rate > 0 and burst < 1:
@@ -150,4 +158,5 @@ class Settings:
             rate_burst=burst,
             sender_concurrency=_int(env, "KAFSTASH_SENDER_CONCURRENCY", 256),
             produce_timeout_s=float(env.get("KAFSTASH_PRODUCE_TIMEOUT") or 8.0),
+            events_retention_ms=events_retention_s * 1000,
         )

@@ -39,6 +39,7 @@ def run_api(settings: Settings) -> None:
         destination_allowlist=settings.destination_allowlist,
         rate_limit=settings.rate_limit,
         rate_burst=settings.rate_burst,
+        events_retention_ms=settings.events_retention_ms,
     )
     uvicorn.run(
         create_app(config),

@@ -81,10 +81,13 @@ class _TopicFollower:
         on_record: Callable[[bytes | None, bytes | None], None],
         *,
         from_beginning: bool,
+        start_at_ms: int | None = None,
     ) -> None:
         self._topic = topic
         self._on_record = on_record
         self._from_beginning = from_beginning
+        # Read from the first record at or after this time (Kafka's time index) instead.
+        self._start_at_ms = start_at_ms
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             enable_auto_commit=False,
@@ -107,7 +110,12 @@ class _TopicFollower:
         tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
         end = await self._consumer.end_offsets(tps)
-        if self._from_beginning:
+        if self._start_at_ms is not None:
+            found = await self._consumer.offsets_for_times({tp: self._start_at_ms for tp in tps})
+            for tp in tps:
+                hit = found.get(tp)
+                self._consumer.seek(tp, end[tp] if hit is None else hit.offset)
+        elif self._from_beginning:
             await self._consumer.seek_to_beginning(*tps)
         else:
             for tp in tps:
@@ -118,7 +126,9 @@ class _TopicFollower:
         self._task = asyncio.create_task(self._run(end), name=f"follow:{self._topic}")
 
     async def _run(self, end: dict[TopicPartition, int]) -> None:
-        pending = {tp for tp, off in end.items() if off > 0} if self._from_beginning else set()
+        pending = set()
+        if self._from_beginning or self._start_at_ms is not None:
+            pending = {tp for tp, off in end.items() if off > 0}
         if not pending:
             self.caught_up.set()
         while True:
@@ -201,6 +211,10 @@ class MessagesView:
     def get(self, message_id: str) -> Message | None:
         return self._messages.get(message_id)
 
+    def pending(self, user_id: str) -> list[Message]:
+        """Every pending message of ``user_id`` (bulk cancel); a snapshot, safe to iterate."""
+        return [m for m in self._messages.values() if m.user_id == user_id]
+
     def remember(self, message: Message) -> None:
         """Read-your-writes for this API instance, before the topic round trip completes."""
         if message.message_id not in self._gone:
@@ -217,7 +231,9 @@ class MessagesView:
             return
         if value is None:
             self.forget(key.decode())
-        else:
+        elif key.decode() not in self._gone:
+            # A cancel can overtake the message's own record (the API cancels right after the
+            # publish answered): a record arriving after the id went is stale, not a revival.
             self._messages[key.decode()] = codec.decode(value, Message)
 
 

@@ -28,3 +28,11 @@ MAX_HEADER_BYTES: Final = 16 * 1024
 # A callback's body carries the source body in base64 and travels base64-encoded once more in
 # its PublishRequest: keep the copy small enough that the record stays under the topic limit.
 CALLBACK_SOURCE_BODY_LIMIT: Final = 256 * 1024
+# The events view (GET /v2/events, /v2/logs) keeps this much of <prefix>.events in memory
+# (KAFSTASH_EVENTS_RETENTION, seconds); older events stay in Kafka and the Iceberg log.
+EVENTS_RETENTION_MS: Final = 24 * 3600 * 1000
+# ... and at most this many events, the oldest dropped first, so memory stays bounded.
+EVENTS_MAX_KEPT: Final = 1_000_000
+EVENTS_PAGE_DEFAULT: Final = 100
+EVENTS_PAGE_MAX: Final = 1000  # qstash-py documents 1000; OAS says 100 (qstash-api.md §12)
+SIGNING_KEY_CHARS: Final = 32  # "sig_" + 28, like QStash's keys

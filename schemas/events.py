@@ -34,6 +34,8 @@ class MessageEvent(
     max_retries: int = 0
     response_status: int | None = None
     response_body: bytes | None = None
+    # The destination's answer headers (Go-canonical names to value lists), on outcome events.
+    response_headers: dict[str, list[str]] | None = None
     error: str | None = None
     next_delivery_time: int | None = None
     duration_ms: int | None = None

@@ -31,3 +31,8 @@ def derived_message_id(*parts: str) -> str:
     """A message id fixed by ``parts``: a replayed producer makes the same id (idempotence)."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
     return "msg_" + _base58(digest[:18])
+
+
+def signing_key() -> str:
+    """A fresh signing key: ``sig_`` + 28 base58 characters (32 in all, QStash's shape)."""
+    return "sig_" + _base58(secrets.token_bytes(24))[:28]

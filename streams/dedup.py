@@ -6,6 +6,7 @@ from msgspec import Struct
 
 from schemas.commands import Accepted, DeliveryDue, ExpireDedup, PublishRequest, Schedule
 from schemas.events import MessageEvent
+from schemas.redact import redacted
 from streams.effects import Emit, Step
 
 
@@ -47,6 +48,8 @@ def accept(
     # A new message. Without a dedup key no row records it, so a replay after a crash repeats
     # these records (same message id; consumers are idempotent on it, receivers dedupe).
     put = DedupEntry(message_id=mid, expires_at=now_ms + window_ms) if req.dedup_key else None
+    # What is stored for reading shows redacted fields hashed; deliveries keep the originals.
+    shown = redacted(message)
     created = MessageEvent(
         time=now_ms,
         message_id=mid,
@@ -55,9 +58,9 @@ def accept(
         url=message.url,
         max_retries=message.max_retries,
         next_delivery_time=message.not_before,
-        message=message,
+        message=shown,
     )
-    out = [Emit("events", mid, created), Emit("messages", mid, message)]
+    out = [Emit("events", mid, created), Emit("messages", mid, shown)]
     if message.not_before <= now_ms:
         out.append(Emit("deliveries", mid, DeliveryDue(message=message, retried=0, due=now_ms)))
     else:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.api import destination, dlq, groups, openapi
+from producers.api import cancel, destination, dlq, events, groups, keys, openapi
 from producers.api.auth import Authenticator
 from producers.api.errors import (
     ApiError,
@@ -34,6 +34,7 @@ from producers.api.limits import HeaderLimits, header_pairs_problem
 from producers.api.publish import HeaderView, PublishLimits, build_request
 from producers.api.ratelimit import RateLimiter
 from producers.api.views import message_json
+from producers.events_view import EventsView
 from producers.kafka_log import (
     CompactedView,
     DecisionWaiter,
@@ -44,10 +45,12 @@ from producers.kafka_log import (
 from schemas import codec
 from schemas.addresses import Allowlist
 from schemas.commands import Cancel, PublishRequest
-from schemas.defaults import MAX_BATCH_ITEMS
+from schemas.defaults import EVENTS_RETENTION_MS, MAX_BATCH_ITEMS
 from schemas.dlq import DlqEntry
 from schemas.groups import UrlGroup
+from schemas.keys import SigningKeys, rotate
 from schemas.message import Message
+from schemas.redact import redacted
 from schemas.topics import Topics
 from schemas.users import User
 
@@ -66,6 +69,7 @@ class ApiConfig:
     destination_allowlist: Allowlist = field(default_factory=Allowlist)
     rate_limit: float = 0.0  # requests per second per token; 0 = no limit
     rate_burst: int = 1
+    events_retention_ms: int = EVENTS_RETENTION_MS  # how far back GET /v2/events reaches
 
 
 class _BatchItem(msgspec.Struct):
@@ -91,6 +95,8 @@ class Api:
         self.view: MessagesView | None = None
         self.groups: CompactedView[UrlGroup] | None = None
         self.dlq: CompactedView[DlqEntry] | None = None
+        self.events_view: EventsView | None = None
+        self.key_view: keys.KeysView | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -109,6 +115,17 @@ class Api:
                 groups.open_view(cfg.bootstrap, cfg.topics.state)
             )
             self.dlq = await stack.enter_async_context(dlq.open_view(cfg.bootstrap, cfg.topics.dlq))
+            self.events_view = await stack.enter_async_context(
+                EventsView(
+                    cfg.bootstrap,
+                    cfg.topics.events,
+                    retention_ms=cfg.events_retention_ms,
+                    clock=self.clock,
+                )
+            )
+            self.key_view = await stack.enter_async_context(
+                CompactedView(cfg.bootstrap, cfg.topics.keys, keys.decode)
+            )
             log.info("api ready")
             yield
 
@@ -201,7 +218,7 @@ class Api:
                 fut.cancel()  # no-op when resolved; otherwise stops tracking the request
         for r, (mid, dedup) in zip(requests, results, strict=True):
             if not dedup and mid == r.message.message_id:
-                self.view.remember(r.message)
+                self.view.remember(redacted(r.message))
         return results
 
     # -- routes ------------------------------------------------------------------------------
@@ -299,16 +316,15 @@ class Api:
         message = self.view.get(request.path_params["message_id"])
         if message is None or message.user_id != user.user_id:
             raise NotFound("message not found")
-        return JSONResponse(message_json(message))
+        return JSONResponse(message_json(message))  # the view holds the redacted copy
 
-    async def cancel_message(self, request: Request) -> Response:
-        user = self._user(request)
+    async def _cancel_one(self, user: User, message_id: str) -> bool:
+        """Cancel one pending message of ``user``; False when there is none with that id."""
         assert self.view
         assert self.log
-        message_id = request.path_params["message_id"]
         message = self.view.get(message_id)
         if message is None or message.user_id != user.user_id:
-            raise NotFound("message not found")
+            return False
         cmd = Cancel(message_id=message_id, user_id=user.user_id, requested_at=self._now_ms())
         try:
             await self.log.append_many(
@@ -317,11 +333,56 @@ class Api:
         except LogUnavailable as exc:
             raise Unavailable("Kafka is unavailable; retry the cancel") from exc
         self.view.forget(message_id)
+        return True
+
+    async def cancel_message(self, request: Request) -> Response:
+        user = self._user(request)
+        if not await self._cancel_one(user, request.path_params["message_id"]):
+            raise NotFound("message not found")
         return JSONResponse({"cancelled": 1})
+
+    async def cancel_messages(self, request: Request) -> Response:
+        user = self._user(request)
+        assert self.view
+        selection = cancel.parse_selection(request.query_params, await self._body(request))
+        if selection.message_ids is not None:
+            found = (self.view.get(i) for i in selection.message_ids)
+            pending = [m for m in found if m is not None and m.user_id == user.user_id]
+        else:
+            pending = self.view.pending(user.user_id)
+        targets = cancel.select(selection, pending)
+        done = 0
+        for start in range(0, len(targets), 100):  # bounded concurrency of appends
+            chunk = targets[start : start + 100]
+            results = await asyncio.gather(*(self._cancel_one(user, m.message_id) for m in chunk))
+            done += sum(results)
+        return JSONResponse({"cancelled": done})
+
+    async def list_events(self, request: Request) -> Response:
+        user = self._user(request)
+        assert self.events_view
+        key = "logs" if request.url.path.endswith("/logs") else "events"
+        return JSONResponse(
+            events.list_events(self.events_view.store, user.user_id, request.query_params, key)
+        )
 
     async def keys(self, request: Request) -> Response:
         user = self._user(request)
-        return JSONResponse({"current": user.current_signing_key, "next": user.next_signing_key})
+        return JSONResponse(keys.keys_json(keys.keys_of(self.key_view, user)))
+
+    async def rotate_keys(self, request: Request) -> Response:
+        user = self._user(request)
+        assert self.key_view
+        assert self.log
+        rotated: SigningKeys = rotate(keys.keys_of(self.key_view, user), now_ms=self._now_ms())
+        try:
+            await self.log.append_many(
+                [(self.config.topics.keys, user.user_id.encode(), codec.encode(rotated))]
+            )
+        except LogUnavailable as exc:
+            raise Unavailable("Kafka is unavailable; the keys were not rotated, retry") from exc
+        self.key_view.put(user.user_id, rotated)
+        return JSONResponse(keys.keys_json(rotated))
 
     async def health(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -361,6 +422,10 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
         Route("/v2/messages/{message_id}", api.get_message, methods=["GET"]),
         Route("/v2/messages/{message_id}", api.cancel_message, methods=["DELETE"]),
         Route("/v2/keys", api.keys, methods=["GET"]),
+        Route("/v2/messages", api.cancel_messages, methods=["DELETE"]),
+        Route("/v2/events", api.list_events, methods=["GET"]),
+        Route("/v2/logs", api.list_events, methods=["GET"]),
+        Route("/v2/keys/rotate", api.rotate_keys, methods=["POST"]),
         Route("/healthz", api.health, methods=["GET"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
         *groups.routes(api),

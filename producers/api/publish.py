@@ -12,6 +12,7 @@ from producers.durations import parse_duration_ms
 from schemas import defaults, headers, ids
 from schemas.commands import PublishRequest
 from schemas.message import Message
+from schemas.redact import InvalidRedactFields, parse_redact_fields
 from schemas.retry_delay import InvalidRetryDelay, parse_retry_delay
 from schemas.users import User
 
@@ -74,6 +75,13 @@ def _forwarded(view: HeaderView) -> dict[str, list[str]]:
         else:
             out.setdefault(key, []).append(value)
     return out
+
+
+def _redact_fields(view: HeaderView) -> list[str]:
+    try:
+        return parse_redact_fields(view.get(headers.REDACT_FIELDS))
+    except InvalidRedactFields as exc:
+        raise ApiError(f"invalid Upstash-Redact-Fields header: {exc}") from None
 
 
 def parse_labels(raw: str | None) -> list[str]:
@@ -160,6 +168,7 @@ def build_request(  # noqa: PLR0912 - one branch per QStash header, read top to 
         dedup_id=dedup_id,
         labels=parse_labels(view.get(headers.LABEL)),
         caller_ip=caller_ip,
+        redact=_redact_fields(view),
     )
     dedup_key: str | None = None
     if dedup_id:

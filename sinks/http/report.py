@@ -29,6 +29,7 @@ def after_attempt(
         due,
         outcome,
         status=status,
+        response_headers=response_headers,
         response_body=response_body,
         error=error,
         duration_ms=duration_ms,
@@ -101,6 +102,7 @@ def _state_records(
     duration_ms: int,
     started_ms: int,
     now_ms: int,
+    response_headers: dict[str, list[str]] | None = None,
 ) -> list[Record]:
     m = due.message
     mid = m.message_id
@@ -117,6 +119,7 @@ def _state_records(
             response_status=status,
             response_body=response_body[:RESPONSE_BODY_LIMIT] if response_body else None,
             duration_ms=duration_ms,
+            response_headers=response_headers or None,
             **extra,  # type: ignore[arg-type]
         )
 

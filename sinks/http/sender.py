@@ -35,6 +35,7 @@ from schemas.retry_delay import parse_retry_delay
 from schemas.topics import Topics
 from schemas.users import User
 from sinks.http.guard import DestinationRefused, GuardedResolver, refusal_for_url, refusal_of
+from sinks.http.keys import SigningKeyBook, SigningKeyFollower
 from sinks.http.offsets import OffsetTracker
 from sinks.http.outcome import DeadLetter, Outcome, classify
 from sinks.http.report import RESPONSE_BODY_LIMIT, Record, after_attempt, header_lists
@@ -75,7 +76,9 @@ class Sender:
     def __init__(self, cfg: SenderConfig, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.clock = clock
-        self._keys = {u.user_id: u for u in cfg.users}
+        # Signing keys: the configured ones until a rotation on the keys topic replaces them.
+        self._keys = SigningKeyBook(cfg.users)
+        self._resources = contextlib.AsyncExitStack()
         self._trackers: dict[TopicPartition, OffsetTracker] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(cfg.concurrency)
@@ -111,6 +114,9 @@ class Sender:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._producer.start()
+        await self._resources.enter_async_context(
+            SigningKeyFollower(self.cfg.bootstrap, self.cfg.topics.keys, self._keys)
+        )
         resolver = GuardedResolver(
             allow_private=self.cfg.allow_private_destinations,
             allowlist=self.cfg.destination_allowlist,
@@ -143,6 +149,7 @@ class Sender:
             await self._consumer.stop()
             await self._http.close()
             await self._producer.stop()
+            await self._resources.aclose()
 
     async def _poll_once(self) -> None:
         batch = await self._consumer.getmany(timeout_ms=200, max_records=self.cfg.concurrency)
@@ -260,7 +267,7 @@ class Sender:
     async def _deliver(self, due: DeliveryDue) -> list[Record]:
         assert self._http is not None
         m = due.message
-        user = self._keys.get(m.user_id)
+        signing_key = self._keys.current(m.user_id)
         out_headers: dict[str, str] = {}
         for name, values in m.header.items():
             out_headers[name] = ", ".join(values)
@@ -274,9 +281,9 @@ class Sender:
             out_headers[h.OUT_SCHEDULE_ID] = m.schedule_id
         if m.caller_ip:
             out_headers[h.OUT_CALLER_IP] = m.caller_ip
-        if user is not None:
+        if signing_key is not None:
             out_headers[h.OUT_SIGNATURE] = sign(
-                signing_key=user.current_signing_key,
+                signing_key=signing_key,
                 url=m.url,
                 body=m.body,
                 now_s=int(self.clock()),

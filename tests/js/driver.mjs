@@ -21,6 +21,8 @@
 //   keys.get                     GET /v2/keys through the SDK's own HTTP client; 2.12.0 has no
 //                                public signing-keys API on Client (only its dev-server probe
 //                                reads /v2/keys, with a raw fetch)
+//   keys.rotate                  POST /v2/keys/rotate, the same way
+//   logs, events                 client.logs(args) / client.events(args) (GET /v2/events)
 //   verify                       new Receiver({currentSigningKey, nextSigningKey}).verify(...)
 //                                for each of args.items; result: [{valid, error?}]
 //   seq                          runs args.steps (commands, baseUrl/token inherited) in order;
@@ -120,6 +122,10 @@ const OPS = {
   "messages.cancel": (client, args) =>
     client.messages.cancel(args.messageId ?? args.messageIds ?? args),
   "keys.get": (client) => client.http.request({ method: "GET", path: ["v2", "keys"] }),
+  "keys.rotate": (client) =>
+    client.http.request({ method: "POST", path: ["v2", "keys", "rotate"] }),
+  logs: (client, args) => client.logs(args),
+  events: (client, args) => client.events(args),
 };
 
 const run = async (command) => {
