@@ -24,3 +24,12 @@ def request_id() -> str:
 
 def jwt_id() -> str:
     return "jwt_" + _base58(secrets.token_bytes(21))[:28]
+
+
+def schedule_id() -> str:
+    return "scd_" + _base58(secrets.token_bytes(18))
+
+
+def derived_message_id(digest: bytes) -> str:
+    """A message id made from ``digest`` (not random): the same input always gives the same id."""
+    return "msg_" + _base58(digest[:18])
