@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
@@ -58,8 +58,10 @@ class KafkaLog:
     ) -> None:
         await self._producer.stop()
 
-    async def append_many(self, records: list[tuple[str, bytes, bytes]]) -> None:
-        """Append every (topic, key, value); returns when all are acknowledged, else raises."""
+    async def append_many(self, records: Sequence[tuple[str, bytes, bytes | None]]) -> None:
+        """Append every (topic, key, value); returns when all are acknowledged, else raises.
+
+        A ``None`` value is a tombstone (deletes the key of a compacted topic)."""
         try:
             async with asyncio.timeout(self._timeout_s):
                 futures = [
@@ -200,6 +202,10 @@ class MessagesView:
 
     def get(self, message_id: str) -> Message | None:
         return self._messages.get(message_id)
+
+    def finished(self, message_id: str) -> bool:
+        """Whether ``message_id`` was seen leaving the pending set (among the recent ones)."""
+        return message_id in self._gone
 
     def remember(self, message: Message) -> None:
         """Read-your-writes for this API instance, before the topic round trip completes."""

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.api import destination
+from producers.api import destination, schedules
 from producers.api.auth import Authenticator
 from producers.api.errors import (
     ApiError,
@@ -33,6 +33,7 @@ from producers.api.errors import (
 from producers.api.limits import HeaderLimits, header_pairs_problem
 from producers.api.publish import HeaderView, PublishLimits, build_request
 from producers.api.ratelimit import RateLimiter
+from producers.api.schedule_view import MessageStateFn, ScheduleView
 from producers.api.views import message_json
 from producers.kafka_log import DecisionWaiter, KafkaLog, LogUnavailable, MessagesView
 from schemas import codec
@@ -80,6 +81,9 @@ class Api:
         self.log: KafkaLog | None = None
         self.waiter: DecisionWaiter | None = None
         self.view: MessagesView | None = None
+        self.schedules: ScheduleView | None = None
+        # The state of a schedule's last messages; None = derived from the messages view.
+        self.message_state: MessageStateFn | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -93,6 +97,9 @@ class Api:
             )
             self.view = await stack.enter_async_context(
                 MessagesView(cfg.bootstrap, cfg.topics.messages)
+            )
+            self.schedules = await stack.enter_async_context(
+                ScheduleView(cfg.bootstrap, cfg.topics.state)
             )
             log.info("api ready")
             yield
@@ -303,6 +310,7 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
         Route("/v2/messages/{message_id}", api.cancel_message, methods=["DELETE"]),
         Route("/v2/keys", api.keys, methods=["GET"]),
         Route("/healthz", api.health, methods=["GET"]),
+        *schedules.routes(api),
     ]
     return Starlette(
         routes=routes,
