@@ -66,7 +66,8 @@ def test_python_sdk_schedule_lifecycle(
     assert (got.method, got.retries, got.body, got.paused) == ("PUT", 2, "tick", False)
     assert got.headers == {"X-Sched": ["1"]}
     assert got.label == "nightly"
-    assert got.next_schedule_time is not None and got.next_schedule_time % 2000 == 0
+    assert got.next_schedule_time is not None
+    assert got.next_schedule_time % 2000 == 0
     assert got.caller_ip == "127.0.0.1"
 
     first = sink.wait_count(path, 2, timeout=WAIT)
@@ -113,7 +114,7 @@ def test_python_sdk_schedule_lifecycle(
     # Delete: gone from get/list, and no more firings after what was already published.
     client.schedule.delete(sid)
     client.schedule.delete("my-sched.1")
-    with pytest.raises(QStashError, match="404|not found"):
+    with pytest.raises(QStashError, match="schedule not found"):
         client.schedule.get(sid)
     assert client.schedule.list() == []
     time.sleep(1.5)
@@ -140,7 +141,8 @@ def test_bad_schedule_input_is_rejected(stack: Stack, sink: Sink) -> None:
         assert "cron" in r.json()["error"]
     assert post(None).status_code == 400
     r = post(EVERY_2S, **{"Upstash-Schedule-Id": "bad id!"})
-    assert r.status_code == 400 and "schedule id" in r.json()["error"]
+    assert r.status_code == 400
+    assert "schedule id" in r.json()["error"]
     r = post(EVERY_2S, **{"Upstash-Queue-Name": "bad/queue"})
     assert r.status_code == 400
     no_url = httpx.post(f"{base}/not-a-url", headers={**auth, "Upstash-Cron": EVERY_2S})
@@ -150,7 +152,8 @@ def test_bad_schedule_input_is_rejected(stack: Stack, sink: Sink) -> None:
 
     # A CRON_TZ schedule is accepted and its next time is in that zone.
     r = post("CRON_TZ=America/New_York 0 4 * * *", **{"Upstash-Schedule-Id": "ny"})
-    assert r.status_code in (200, 201) and r.json() == {"scheduleId": "ny"}
+    assert r.status_code in (200, 201)
+    assert r.json() == {"scheduleId": "ny"}
     got = httpx.get(f"{base}/ny", headers=auth).json()
     assert got["cron"] == "CRON_TZ=America/New_York 0 4 * * *"
     hour_utc = time.gmtime(got["nextScheduleTime"] / 1000).tm_hour
@@ -163,7 +166,8 @@ def test_bad_schedule_input_is_rejected(stack: Stack, sink: Sink) -> None:
         ("POST", "/nope/resume"),
     ):
         r = httpx.request(method, f"{base}{suffix}", headers=auth)
-        assert r.status_code == 404 and r.json() == {"error": "schedule not found"}
+        assert r.status_code == 404
+        assert r.json() == {"error": "schedule not found"}
 
     # Another user sees nothing of it and cannot touch it.
     other = {"Authorization": f"Bearer {DEV_USERS[1].token}"}
