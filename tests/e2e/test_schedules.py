@@ -76,11 +76,11 @@ def test_python_sdk_schedule_lifecycle(
     assert 1.0 < first[1].at - first[0].at < 3.5  # two ticks, two seconds apart
     fired = client.schedule.get(sid)
     assert fired.last_schedule_time is not None
-    assert fired.last_schedule_states
-    assert set(fired.last_schedule_states) <= distinct_ids(sink.received(path)) | set(
-        fired.last_schedule_states
-    )
-    assert all(s.value in ("IN_PROGRESS", "SUCCESS") for s in fired.last_schedule_states.values())
+    # The last firing published one message (one target); it is (or will be) at the sink.
+    assert fired.last_schedule_states is not None
+    [(last_id, last_state)] = fired.last_schedule_states.items()
+    assert last_state.value in ("IN_PROGRESS", "SUCCESS")
+    sink.wait_for(path, lambda got: last_id in distinct_ids(got), timeout=WAIT)
 
     # Pause: firings stop (one already published may still arrive), and pausing twice is fine.
     client.schedule.pause(sid)
