@@ -113,7 +113,8 @@ class ScheduleRoutes:
             updated_at=now,
             template=template,
             targets=[url],
-            delay_ms=template.not_before - now,
+            # Only Upstash-Delay applies to schedules (Upstash-Not-Before is a publish header).
+            delay_ms=template.not_before - now if view.get(headers.DELAY) is not None else 0,
             queue_name=queue_name,
             caller_ip=template.caller_ip,
         )
