@@ -14,12 +14,14 @@ import msgspec
 
 from schemas.commands import DeliveryDue, PublishRequest
 from schemas.events import MessageEvent
+from schemas.schedules import ScheduleSpec
 
 OUT = Path(__file__).parent / "json"
 DOCUMENTS: dict[str, type] = {
     "publish-request.v1.schema.json": PublishRequest,
     "delivery-due.v1.schema.json": DeliveryDue,
     "message-event.v1.schema.json": MessageEvent,
+    "schedule-spec.schema.json": ScheduleSpec,
 }
 
 
