@@ -233,13 +233,19 @@ class CompactedView(Generic[T]):
     ``decode(key, value)`` turns a record into the view's value, or ``None`` to ignore it (one
     topic may carry several kinds, told apart by key prefix). ``put``/``drop`` give this API
     instance read-your-writes before the append comes back through the topic; a later record for
-    the same key replaces them (the topic is the truth).
+    the same key replaces them (the topic is the truth). ``keep(key)``, when given, is asked
+    before a tombstone removes a key: False ignores that tombstone (it predates a local put).
     """
 
     def __init__(
-        self, bootstrap: str, topic: str, decode: Callable[[str, bytes], T | None]
+        self,
+        bootstrap: str,
+        topic: str,
+        decode: Callable[[str, bytes], T | None],
+        keep: Callable[[str], bool] | None = None,
     ) -> None:
         self._decode = decode
+        self._keep = keep
         self._values: dict[str, T] = {}
         self._follower = _TopicFollower(bootstrap, topic, self._on_record, from_beginning=True)
 
@@ -271,7 +277,8 @@ class CompactedView(Generic[T]):
             return
         k = key.decode()
         if value is None:
-            self._values.pop(k, None)
+            if self._keep is None or not self._keep(k):
+                self._values.pop(k, None)
             return
         decoded = self._decode(k, value)
         if decoded is not None:

@@ -3,8 +3,10 @@
 Schedules are read from the compacted ``state`` topic, where the stream worker that owns each
 schedule publishes its :class:`ScheduleState` (keys ``schedule/<user>/<id>``). This API's own
 writes are visible at once (``put``/``drop``) and are not undone by an older state that is
-still on its way through the topic: a state computed from a spec older than the last one this
-instance wrote is ignored.
+still on its way through the topic: until the topic shows a state of this instance's last write,
+older states (and, after a put, a tombstone of an earlier delete) are ignored. The stream worker
+publishes the states of one schedule in the order of its specs, so once that state arrived the
+topic is the truth again.
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ def pending_message_state(messages: MessagesView) -> MessageStateFn:
 
 class ScheduleView:
     def __init__(self, bootstrap: str, topic: str) -> None:
-        # key -> (updated_at of our last write, whether it was a delete)
+        # key -> (updated_at of our last write, whether it was a delete), until the topic caught up
         self._floor: dict[str, tuple[int, bool]] = {}
-        self._view = CompactedView(bootstrap, topic, self._decode)
+        self._view = CompactedView(bootstrap, topic, self._decode, keep=self._keep)
 
     async def __aenter__(self) -> Self:
         await self._view.__aenter__()
@@ -63,7 +65,17 @@ class ScheduleView:
             at, deleted = floor
             if state.spec.updated_at < at or (deleted and state.spec.updated_at <= at):
                 return None
+            del self._floor[key]  # the topic caught up with our write
         return state
+
+    def _keep(self, key: str) -> bool:
+        floor = self._floor.get(key)
+        if floor is None:
+            return False
+        if floor[1]:  # our own delete came through
+            del self._floor[key]
+            return False
+        return True  # the tombstone of a delete that came before our put
 
     def get(self, user_id: str, schedule_id: str) -> ScheduleState | None:
         return self._view.get(state_key(user_id, schedule_id))

@@ -140,6 +140,14 @@ def test_view_keeps_its_own_writes_over_older_states() -> None:
         feed(b"queue/alice/q1", b'{"not":"a schedule"}')
         assert [s.spec.schedule_id for s in view.list("alice")] == ["s1"]
         assert view.get("bob", "s1") is None
+        # Deleted and created again here: the first delete's tombstone does not hide the new one.
+        view.drop("alice", "s1", T0 + 40)
+        again = state(updated_at=T0 + 50, cron="0 4 * * *")
+        view.put(again)
+        feed(key, None)
+        assert view.get("alice", "s1") == again
+        feed(key, codec.encode(again))
+        # Once the topic caught up, it is the truth again: a later delete (by any API) applies.
         feed(key, None)
         assert view.get("alice", "s1") is None
         await view.__aexit__(None, None, None)  # closes the (never started) consumer
