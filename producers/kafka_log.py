@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
@@ -58,8 +58,10 @@ class KafkaLog:
     ) -> None:
         await self._producer.stop()
 
-    async def append_many(self, records: list[tuple[str, bytes, bytes]]) -> None:
-        """Append every (topic, key, value); returns when all are acknowledged, else raises."""
+    async def append_many(self, records: Sequence[tuple[str, bytes, bytes | None]]) -> None:
+        """Append every (topic, key, value); returns when all are acknowledged, else raises.
+
+        A ``None`` value is a tombstone (deletes the key of a compacted topic)."""
         try:
             async with asyncio.timeout(self._timeout_s):
                 futures = [
@@ -215,6 +217,10 @@ class MessagesView:
         """Every pending message of ``user_id`` (bulk cancel); a snapshot, safe to iterate."""
         return [m for m in self._messages.values() if m.user_id == user_id]
 
+    def finished(self, message_id: str) -> bool:
+        """Whether ``message_id`` was seen leaving the pending set (among the recent ones)."""
+        return message_id in self._gone
+
     def remember(self, message: Message) -> None:
         """Read-your-writes for this API instance, before the topic round trip completes."""
         if message.message_id not in self._gone:
@@ -243,13 +249,19 @@ class CompactedView(Generic[T]):
     ``decode(key, value)`` turns a record into the view's value, or ``None`` to ignore it (one
     topic may carry several kinds, told apart by key prefix). ``put``/``drop`` give this API
     instance read-your-writes before the append comes back through the topic; a later record for
-    the same key replaces them (the topic is the truth).
+    the same key replaces them (the topic is the truth). ``keep(key)``, when given, is asked
+    before a tombstone removes a key: False ignores that tombstone (it predates a local put).
     """
 
     def __init__(
-        self, bootstrap: str, topic: str, decode: Callable[[str, bytes], T | None]
+        self,
+        bootstrap: str,
+        topic: str,
+        decode: Callable[[str, bytes], T | None],
+        keep: Callable[[str], bool] | None = None,
     ) -> None:
         self._decode = decode
+        self._keep = keep
         self._values: dict[str, T] = {}
         self._follower = _TopicFollower(bootstrap, topic, self._on_record, from_beginning=True)
 
@@ -281,7 +293,8 @@ class CompactedView(Generic[T]):
             return
         k = key.decode()
         if value is None:
-            self._values.pop(k, None)
+            if self._keep is None or not self._keep(k):
+                self._values.pop(k, None)
             return
         decoded = self._decode(k, value)
         if decoded is not None:

@@ -3,6 +3,7 @@
 from msgspec import Struct
 
 from schemas.message import Message
+from schemas.schedules import Tick
 
 
 class PublishRequest(
@@ -60,8 +61,8 @@ class Cancel(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type"
     requested_at: int
 
 
-# Topic ``<prefix>.timers``, keyed by message id.
-TimerCommand = Schedule | Fire | Cancel
+# Topic ``<prefix>.timers``, keyed by message id (Tick: by schedule key, see schemas/schedules.py).
+TimerCommand = Schedule | Fire | Cancel | Tick
 
 
 class DeliveryDue(

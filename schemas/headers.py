@@ -47,3 +47,8 @@ HOP_BY_HOP: Final = frozenset(
         "content-length",
     }
 )
+
+# Schedules (POST /v2/schedules/{destination}).
+CRON: Final = "upstash-cron"
+SCHEDULE_ID: Final = "upstash-schedule-id"
+QUEUE_NAME: Final = "upstash-queue-name"

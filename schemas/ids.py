@@ -36,3 +36,7 @@ def derived_message_id(*parts: str) -> str:
 def signing_key() -> str:
     """A fresh signing key: ``sig_`` + 28 base58 characters (32 in all, QStash's shape)."""
     return "sig_" + _base58(secrets.token_bytes(24))[:28]
+
+
+def schedule_id() -> str:
+    return "scd_" + _base58(secrets.token_bytes(18))

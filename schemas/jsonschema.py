@@ -15,6 +15,7 @@ import msgspec
 from schemas.commands import DeliveryDue, PublishRequest
 from schemas.dlq import DlqEntry
 from schemas.events import MessageEvent
+from schemas.schedules import ScheduleSpec
 
 OUT = Path(__file__).parent / "json"
 DOCUMENTS: dict[str, type] = {
@@ -22,6 +23,7 @@ DOCUMENTS: dict[str, type] = {
     "delivery-due.v1.schema.json": DeliveryDue,
     "message-event.v1.schema.json": MessageEvent,
     "dlq-entry.v1.schema.json": DlqEntry,
+    "schedule-spec.schema.json": ScheduleSpec,
 }
 
 

@@ -20,18 +20,21 @@ import msgspec
 
 from schemas import codec
 from schemas.commands import Cancel, ExpireDedup, Fire, PublishRequest, Schedule
+from schemas.schedules import ScheduleSpec, ScheduleState, Tick
 from schemas.topics import Topics
-from streams import dedup, delay
+from streams import dedup, delay, schedule
 from streams.effects import Emit, Step
 from streams.timer_index import TimerIndex
 
 log = logging.getLogger(__name__)
 
 # The tables' names; their changelogs are ``<app id>-<name>-changelog`` (provisioned up front).
-TABLES = ("dedup", "delay")
+TABLES = ("dedup", "delay", "cron")
 
 _dedup_row = msgspec.json.Decoder(dedup.DedupEntry)
 _delay_row = msgspec.json.Decoder(delay.Row)
+_cron_row = msgspec.json.Decoder(ScheduleState)
+_spec = msgspec.json.Decoder(ScheduleSpec)
 _encoder = msgspec.json.Encoder()
 
 
@@ -84,11 +87,18 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
         "timers": timers,
         "messages": topic(t.messages),
         "decisions": topic(t.decisions),
+        "requests": requests,
+        "state": topic(t.state),
     }
     # Rows are our own msgspec JSON: faust only moves bytes (app-wide raw serializers).
     dedup_table = app.Table("dedup", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
     delay_table = app.Table("delay", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
     index = TimerIndex()
+    # Schedules: one row per schedule key, written by the spec agent and the Tick case of
+    # ``hold``; both run on the partition the key hashes to (same key, same partition count).
+    cron_table = app.Table("cron", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
+    ticks = TimerIndex()
+    cron_lock = asyncio.Lock()  # the two agents interleave at awaits; one decision at a time
     sweep_interval_s = min(600.0, max(10.0, cfg.dedup_window_ms / 2000))
 
     def now_ms() -> int:
@@ -101,7 +111,7 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
             acks.append(await outputs[emit.topic].send(key=emit.key.encode(), value=value))
         return acks
 
-    async def apply(step: Step, table: Any, key: bytes) -> None:
+    async def apply(step: Step, table: Any, key: bytes, timer: TimerIndex = index) -> None:
         acks = await send(step.emits)
         if step.put_after_acks:
             await asyncio.gather(*acks)
@@ -113,7 +123,7 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
             await app.producer.flush()  # the row's changelog record is acknowledged
             await send(step.then)
         if step.wake_at is not None:
-            index.add(step.wake_at, key.decode())
+            timer.add(step.wake_at, key.decode())
 
     def dedup_row(key: bytes) -> dedup.DedupEntry | None:
         raw = dedup_table.get(key)
@@ -149,6 +159,9 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 log.warning("dropping unreadable timer command: %s", exc)
                 continue
+            if isinstance(cmd, Tick):
+                await on_tick(cmd)
+                continue
             mid = cmd.message.message_id if isinstance(cmd, Schedule) else cmd.message_id
             key = mid.encode()
             raw = delay_table.get(key)
@@ -170,6 +183,57 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
             pairs.append((delay.wake_time(row), key.decode()))
         index.replace_all(pairs)
         log.info("streams ready: delay table recovered, %d messages pending", len(pairs))
+
+    def cron_row(key: bytes) -> ScheduleState | None:
+        raw = cron_table.get(key)
+        return _cron_row.decode(raw) if raw else None
+
+    async def on_tick(cmd: Tick) -> None:
+        key = cmd.schedule_key.encode()
+        async with cron_lock:
+            step = schedule.on_tick(cmd, cron_row(key), now_ms=now_ms())
+            await apply(step, cron_table, key, ticks)
+
+    @app.agent(topic(t.schedules))
+    async def schedules(stream: Any) -> None:
+        async for event in stream.events():
+            key = event.key
+            if not key:
+                continue
+            async with cron_lock:
+                row = cron_row(key)
+                if event.value is None:
+                    user_id, _, schedule_id = key.decode().partition("/")
+                    step = schedule.on_delete(user_id, schedule_id, row)
+                else:
+                    try:
+                        spec = _spec.decode(event.value)
+                    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                        log.warning("dropping unreadable schedule: %s", exc)
+                        continue
+                    step = schedule.on_spec(spec, row, now_ms=now_ms())
+                await apply(step, cron_table, key, ticks)
+
+    @cron_table.on_recover
+    async def rebuild_ticks() -> None:
+        pairs: list[tuple[int, str]] = []
+        for key, raw in cron_table.items():
+            due = schedule.wake_time(_cron_row.decode(raw))
+            if due is not None:
+                pairs.append((due, key.decode()))
+        ticks.replace_all(pairs)
+        log.info("streams ready: cron table recovered, %d schedules", len(pairs))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def tick_due() -> None:
+        while True:
+            now = now_ms()
+            for due, key in ticks.pop_due(now):
+                await timers.send(
+                    key=key.encode(), value=codec.encode(Tick(schedule_key=key, due=due))
+                )
+            nxt = ticks.next_due()
+            await ticks.wait(1.0 if nxt is None else min(1.0, (nxt - now_ms()) / 1000))
 
     @app.timer(sweep_interval_s)  # type: ignore[untyped-decorator]
     async def sweep_dedup() -> None:

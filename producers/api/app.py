@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.api import cancel, destination, dlq, events, groups, keys, openapi
+from producers.api import cancel, destination, dlq, events, groups, keys, openapi, schedules
 from producers.api.auth import Authenticator
 from producers.api.errors import (
     ApiError,
@@ -33,6 +33,12 @@ from producers.api.errors import (
 from producers.api.limits import HeaderLimits, header_pairs_problem
 from producers.api.publish import HeaderView, PublishLimits, build_request
 from producers.api.ratelimit import RateLimiter
+from producers.api.schedule_view import (
+    MessageStateFn,
+    ScheduleView,
+    event_message_state,
+    pending_message_state,
+)
 from producers.api.views import message_json
 from producers.events_view import EventsView
 from producers.kafka_log import (
@@ -97,6 +103,9 @@ class Api:
         self.dlq: CompactedView[DlqEntry] | None = None
         self.events_view: EventsView | None = None
         self.key_view: keys.KeysView | None = None
+        self.schedules: ScheduleView | None = None
+        # The state of a schedule's last messages; None = derived from the messages view.
+        self.message_state: MessageStateFn | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -125,6 +134,12 @@ class Api:
             )
             self.key_view = await stack.enter_async_context(
                 CompactedView(cfg.bootstrap, cfg.topics.keys, keys.decode)
+            )
+            self.schedules = await stack.enter_async_context(
+                ScheduleView(cfg.bootstrap, cfg.topics.state)
+            )
+            self.message_state = event_message_state(
+                self.events_view.latest_state, pending_message_state(self.view)
             )
             log.info("api ready")
             yield
@@ -430,6 +445,7 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
         Route("/openapi.json", api.openapi, methods=["GET"]),
         *groups.routes(api),
         *dlq.routes(api),
+        *schedules.routes(api),
     ]
     return Starlette(
         routes=routes,

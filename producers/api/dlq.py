@@ -127,7 +127,7 @@ async def _remove(api: Api, user: User, entries: list[DlqEntry]) -> None:
         return
     topic = api.config.topics.dlq
     try:
-        await api.log.append_many([(topic, k.encode(), None) for k in keys])  # type: ignore[misc]
+        await api.log.append_many([(topic, k.encode(), None) for k in keys])
     except LogUnavailable as exc:
         raise Unavailable("Kafka is unavailable; retry") from exc
     for k in keys:

@@ -125,7 +125,7 @@ async def _write(api: Api, key: str, group: UrlGroup | None) -> None:
     assert api.groups is not None
     value = None if group is None else codec.encode(group)
     try:
-        await api.log.append_many([(api.config.topics.state, key.encode(), value)])  # type: ignore[list-item]
+        await api.log.append_many([(api.config.topics.state, key.encode(), value)])
     except LogUnavailable as exc:
         raise Unavailable("Kafka is unavailable; retry") from exc
     if group is None:
