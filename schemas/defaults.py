@@ -25,3 +25,9 @@ DEV_PORT: Final = 8080
 # Request header limits of the API (431 above): forwarded headers per request, bytes of all headers.
 MAX_FORWARD_HEADERS: Final = 100
 MAX_HEADER_BYTES: Final = 16 * 1024
+# Queues and flow control: ids of recently finished messages each gate remembers, so that a
+# replayed Admit (at-least-once processing) cannot let a finished message through twice.
+GATE_RECENT_IDS: Final = 200
+DEFAULT_QUEUE_PARALLELISM: Final = 1
+MAX_FLOW_CONTROL_PERIOD_S: Final = 7 * 24 * 3600  # Upstash-Flow-Control-Value period: 1 week
+GLOBAL_PARALLELISM_MAX: Final = 0  # /v2/globalParallelism: 0 = no account-wide limit

@@ -21,14 +21,14 @@ import msgspec
 from schemas import codec
 from schemas.commands import Cancel, ExpireDedup, Fire, PublishRequest, Schedule
 from schemas.topics import Topics
-from streams import dedup, delay
+from streams import dedup, delay, gate_runtime
 from streams.effects import Emit, Step
 from streams.timer_index import TimerIndex
 
 log = logging.getLogger(__name__)
 
 # The tables' names; their changelogs are ``<app id>-<name>-changelog`` (provisioned up front).
-TABLES = ("dedup", "delay")
+TABLES = ("dedup", "delay", gate_runtime.TABLE)
 
 _dedup_row = msgspec.json.Decoder(dedup.DedupEntry)
 _delay_row = msgspec.json.Decoder(delay.Row)
@@ -84,6 +84,8 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
         "timers": timers,
         "messages": topic(t.messages),
         "decisions": topic(t.decisions),
+        "gates": topic(t.gates),
+        "state": topic(t.state),
     }
     # Rows are our own msgspec JSON: faust only moves bytes (app-wide raw serializers).
     dedup_table = app.Table("dedup", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
@@ -118,6 +120,10 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     def dedup_row(key: bytes) -> dedup.DedupEntry | None:
         raw = dedup_table.get(key)
         return _dedup_row.decode(raw) if raw else None
+
+    gate_runtime.wire_gates(
+        app, gates_topic=outputs["gates"], partitions=cfg.partitions, send=send, now_ms=now_ms
+    )
 
     @app.agent(requests)
     async def accept(stream: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from msgspec import Struct
 
-OutTopic = Literal["events", "deliveries", "timers", "messages", "decisions"]
+OutTopic = Literal["events", "deliveries", "timers", "messages", "decisions", "gates", "state"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,11 +2,19 @@
 
 from schemas.commands import DeliveryDue, Schedule
 from schemas.events import MessageEvent, State
+from schemas.gates import Release, gates_of
+from schemas.message import Message
 from sinks.http.outcome import DeadLetter, Delivered, Outcome, RetryAt
 
 RESPONSE_BODY_LIMIT = 4096  # bytes of a destination's answer kept in events (audit, DLQ)
 
 Record = tuple[str, str, object | None]  # (topic role, key, record or tombstone)
+
+
+def releases(message: Message) -> list[Record]:
+    """A finished message frees its queue / flow-control slots (QStash also waits for callbacks
+    before freeing a queue slot; kafstash frees it at DELIVERED or FAILED)."""
+    return [("gates", g, Release(message_id=message.message_id)) for g in gates_of(message)]
 
 
 def after_attempt(
@@ -50,7 +58,12 @@ def after_attempt(
     first: list[Record] = [("events", mid, active)]
     match outcome:
         case Delivered():
-            return [*first, ("events", mid, event("DELIVERED")), ("messages", mid, None)]
+            return [
+                *first,
+                ("events", mid, event("DELIVERED")),
+                ("messages", mid, None),
+                *releases(m),
+            ]
         case RetryAt(at_ms=at_ms, reason=reason):
             retry = Schedule(message=m, due=at_ms, retried=due.retried + 1)
             return [
@@ -65,4 +78,5 @@ def after_attempt(
                 ("events", mid, event("ERROR", error=error or reason)),
                 ("events", mid, event("FAILED", error=reason)),
                 ("messages", mid, None),
+                *releases(m),
             ]

@@ -83,6 +83,7 @@ class Sender:
             "events": cfg.topics.events,
             "timers": cfg.topics.timers,
             "messages": cfg.topics.messages,
+            "gates": cfg.topics.gates,
         }
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=cfg.bootstrap,
