@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.api import destination
+from producers.api import destination, flow_control, queues
 from producers.api.auth import Authenticator
 from producers.api.errors import (
     ApiError,
@@ -30,15 +30,29 @@ from producers.api.errors import (
     error_response,
     handle_api_error,
 )
+from producers.api.gates import (
+    cancel_records,
+    gate_state_view,
+    remember_enqueued,
+    request_key,
+    with_queue,
+)
 from producers.api.limits import HeaderLimits, header_pairs_problem
 from producers.api.publish import HeaderView, PublishLimits, build_request
 from producers.api.ratelimit import RateLimiter
 from producers.api.views import message_json
-from producers.kafka_log import DecisionWaiter, KafkaLog, LogUnavailable, MessagesView
+from producers.kafka_log import (
+    CompactedView,
+    DecisionWaiter,
+    KafkaLog,
+    LogUnavailable,
+    MessagesView,
+)
 from schemas import codec
 from schemas.addresses import Allowlist
-from schemas.commands import Cancel, PublishRequest
+from schemas.commands import PublishRequest
 from schemas.defaults import MAX_BATCH_ITEMS
+from schemas.gates import GateState
 from schemas.topics import Topics
 from schemas.users import User
 
@@ -80,6 +94,7 @@ class Api:
         self.log: KafkaLog | None = None
         self.waiter: DecisionWaiter | None = None
         self.view: MessagesView | None = None
+        self.gate_state: CompactedView[GateState] | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -93,6 +108,9 @@ class Api:
             )
             self.view = await stack.enter_async_context(
                 MessagesView(cfg.bootstrap, cfg.topics.messages)
+            )
+            self.gate_state = await stack.enter_async_context(
+                gate_state_view(cfg.bootstrap, cfg.topics.state)
             )
             log.info("api ready")
             yield
@@ -149,10 +167,7 @@ class Api:
         assert self.view
         topic = self.config.topics.requests
         waits = {r.request_id: self.waiter.expect(r.request_id) for r in requests if r.reply}
-        records = [
-            (topic, (r.dedup_key or r.message.message_id).encode(), codec.encode(r))
-            for r in requests
-        ]
+        records = [(topic, request_key(r).encode(), codec.encode(r)) for r in requests]
         try:
             await self.log.append_many(records)
             results: list[tuple[str, bool]] = []
@@ -220,27 +235,26 @@ class Api:
         now = self._now_ms()
         requests: list[PublishRequest] = []
         for i, item in enumerate(items):
-            if item.queue:
-                raise ApiError(f"batch item {i}: queues are not supported yet")
             try:
                 if problem := header_pairs_problem((item.headers or {}).items()):
                     raise ApiError(problem)
                 url = await self._check_destination(item.destination)
-                requests.append(
-                    build_request(
-                        user=user,
-                        url=url,
-                        view=HeaderView((item.headers or {}).items()),
-                        body=(item.body or "").encode(),
-                        now_ms=now,
-                        limits=self.config.limits,
-                        caller_ip=request.client.host if request.client else None,
-                    )
+                req = build_request(
+                    user=user,
+                    url=url,
+                    view=HeaderView((item.headers or {}).items()),
+                    body=(item.body or "").encode(),
+                    now_ms=now,
+                    limits=self.config.limits,
+                    caller_ip=request.client.host if request.client else None,
                 )
+                requests.append(with_queue(req, item.queue) if item.queue else req)
             except ApiError as exc:
                 exc.args = (f"batch item {i}: {exc}",)
                 raise
         results = await self._submit(requests)
+        assert self.gate_state
+        remember_enqueued(self.gate_state, [r.message for r in requests], now)
         out = []
         for r, (mid, dedup) in zip(requests, results, strict=True):
             entry: dict[str, Any] = {"messageId": mid, "url": r.message.url}
@@ -265,11 +279,9 @@ class Api:
         message = self.view.get(message_id)
         if message is None or message.user_id != user.user_id:
             raise NotFound("message not found")
-        cmd = Cancel(message_id=message_id, user_id=user.user_id, requested_at=self._now_ms())
         try:
-            await self.log.append_many(
-                [(self.config.topics.timers, message_id.encode(), codec.encode(cmd))]
-            )
+            # Also withdraws a queued / flow-controlled message from its gates.
+            await self.log.append_many(cancel_records(self.config.topics, message, self._now_ms()))
         except LogUnavailable as exc:
             raise Unavailable("Kafka is unavailable; retry the cancel") from exc
         self.view.forget(message_id)
@@ -281,6 +293,13 @@ class Api:
 
     async def health(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
+
+    # Public names for the route modules (queues.py, flow_control.py, ...).
+    user = _user
+    now_ms = _now_ms
+    read_body = _body
+    check_destination = _check_destination
+    submit = _submit
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:
@@ -303,6 +322,8 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
         Route("/v2/messages/{message_id}", api.cancel_message, methods=["DELETE"]),
         Route("/v2/keys", api.keys, methods=["GET"]),
         Route("/healthz", api.health, methods=["GET"]),
+        *queues.routes(api),
+        *flow_control.routes(api),
     ]
     return Starlette(
         routes=routes,

@@ -1,0 +1,100 @@
+"""What the API shares between queues, flow control, batch and cancel: the gate-state view,
+gate records for ``<prefix>.gates`` and the cancel records of a (possibly gated) message."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+from msgspec import structs
+
+from producers.api.errors import ApiError
+from producers.kafka_log import CompactedView
+from schemas import codec
+from schemas.commands import Cancel, PublishRequest
+from schemas.gates import (
+    FLOW_CONTROL_STATE_PREFIX,
+    QUEUE_STATE_PREFIX,
+    GateCommand,
+    GateState,
+    QueueState,
+    Withdraw,
+    gates_of,
+    queue_gate,
+    state_key,
+)
+from schemas.message import Message
+from schemas.topics import Topics
+
+Record = tuple[str, bytes, bytes]  # (topic, key, value) for KafkaLog.append_many
+
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_state_decoder = msgspec.json.Decoder(GateState)
+
+
+def _decode_state(key: str, value: bytes) -> GateState | None:
+    # The state topic also carries other kinds (schedules, URL groups): only ours are read.
+    if not key.startswith((QUEUE_STATE_PREFIX, FLOW_CONTROL_STATE_PREFIX)):
+        return None
+    state: GateState = _state_decoder.decode(value)
+    return state
+
+
+def gate_state_view(bootstrap: str, topic: str) -> CompactedView[GateState]:
+    """Queue and flow-control read models, keyed ``queue/<user>/<name>`` / ``flowControl/...``."""
+    return CompactedView(bootstrap, topic, _decode_state)
+
+
+def check_queue_name(name: str) -> str:
+    if not _QUEUE_NAME.fullmatch(name):
+        raise ApiError(f"invalid queue name {name!r}: use 1-100 of A-Z a-z 0-9 . _ -")
+    return name
+
+
+def with_queue(req: PublishRequest, queue: str) -> PublishRequest:
+    """``req`` with its message enqueued in ``queue`` (checked)."""
+    message = structs.replace(req.message, queue_name=check_queue_name(queue))
+    return structs.replace(req, message=message)
+
+
+def gate_record(topics: Topics, gate: str, cmd: GateCommand) -> Record:
+    return (topics.gates, gate.encode(), codec.encode(cmd))
+
+
+def cancel_records(topics: Topics, message: Message, requested_at: int) -> list[Record]:
+    """Cancel ``message``: its delay-table Cancel plus a Withdraw from each of its gates (frees
+    its queue / flow-control slot, or takes it off the wait list). For single and bulk cancel."""
+    cancel = Cancel(
+        message_id=message.message_id, user_id=message.user_id, requested_at=requested_at
+    )
+    out: list[Record] = [(topics.timers, message.message_id.encode(), codec.encode(cancel))]
+    withdraw = Withdraw(message_id=message.message_id)
+    out.extend(gate_record(topics, g, withdraw) for g in gates_of(message))
+    return out
+
+
+def request_key(req: PublishRequest) -> str:
+    """The ``requests`` record key: the dedup key, else the message's first gate (so that one
+    queue's messages keep their publish order through the stream worker), else the message id."""
+    gates = gates_of(req.message)
+    return req.dedup_key or (gates[0] if gates else req.message.message_id)
+
+
+def remember_enqueued(view: CompactedView[GateState], messages: list[Message], now_ms: int) -> None:
+    """Read-your-writes: a queue created by an enqueue is listed at once (parallelism 1)."""
+    for m in messages:
+        if not m.queue_name:
+            continue
+        key = state_key(queue_gate(m.user_id, m.queue_name))
+        if view.get(key) is None:
+            view.put(
+                key,
+                QueueState(
+                    name=m.queue_name,
+                    parallelism=1,
+                    created_at=now_ms,
+                    updated_at=now_ms,
+                    lag=1,
+                    paused=False,
+                ),
+            )
