@@ -131,6 +131,9 @@ class QueueState(Struct, frozen=True, kw_only=True, rename="camel", tag_field="t
     updated_at: int
     lag: int
     paused: bool
+    # Request time of the last admin command applied: an API instance ignores records older
+    # than its own read-your-writes value (not part of QStash's JSON).
+    admin_at: int = 0
 
 
 class FlowControlState(
@@ -149,6 +152,7 @@ class FlowControlState(
     is_paused: bool
     is_pinned_parallelism: bool
     is_pinned_rate: bool
+    admin_at: int = 0  # as in QueueState
 
 
 GateState = QueueState | FlowControlState

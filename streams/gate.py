@@ -59,6 +59,7 @@ class GateRow(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=T
     # Ids that finished lately: a replayed Admit of one of them must not let it through again.
     recent: list[str] = []
     listed: bool = True  # False once a queue was deleted while messages were still in it
+    admin_at: int = 0  # request time of the last admin command (see QueueState.admin_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +144,7 @@ def state_of(gate: str, row: GateRow) -> GateState:
             updated_at=row.updated_at,
             lag=len(row.waiting) + len(row.active),
             paused=row.paused,
+            admin_at=row.admin_at,
         )
     return FlowControlState(
         flow_control_key=name,
@@ -156,6 +158,7 @@ def state_of(gate: str, row: GateRow) -> GateState:
         is_paused=row.paused,
         is_pinned_parallelism=row.pin_parallelism is not None,
         is_pinned_rate=row.pin_rate is not None,
+        admin_at=row.admin_at,
     )
 
 
@@ -231,14 +234,17 @@ def decide(
                 paused=cur.paused if cmd.paused is None else cmd.paused,
                 updated_at=now_ms,
                 listed=True,
+                admin_at=max(cur.admin_at, cmd.at),
             )
             return _pump(gate, cur, load, now_ms)
         case DeleteQueue():
+            if row is not None:
+                row = structs.replace(row, admin_at=max(row.admin_at, cmd.at))
             return _delete_queue(gate, row, load, now_ms)
         case FlowControlAdmin():
-            return _pump(
-                gate, _flow_admin(cmd, row or _new_row(gate, now_ms), now_ms), load, now_ms
-            )
+            cur = _flow_admin(cmd, row or _new_row(gate, now_ms), now_ms)
+            cur = structs.replace(cur, admin_at=max(cur.admin_at, cmd.at))
+            return _pump(gate, cur, load, now_ms)
         case GateTick():
             return GateStep() if row is None else _pump(gate, row, load, now_ms)
 

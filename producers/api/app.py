@@ -31,9 +31,9 @@ from producers.api.errors import (
     handle_api_error,
 )
 from producers.api.gates import (
+    GateStateView,
     cancel_records,
-    gate_state_view,
-    remember_enqueued,
+    remember_gates,
     request_key,
     with_queue,
 )
@@ -41,18 +41,11 @@ from producers.api.limits import HeaderLimits, header_pairs_problem
 from producers.api.publish import HeaderView, PublishLimits, build_request
 from producers.api.ratelimit import RateLimiter
 from producers.api.views import message_json
-from producers.kafka_log import (
-    CompactedView,
-    DecisionWaiter,
-    KafkaLog,
-    LogUnavailable,
-    MessagesView,
-)
+from producers.kafka_log import DecisionWaiter, KafkaLog, LogUnavailable, MessagesView
 from schemas import codec
 from schemas.addresses import Allowlist
 from schemas.commands import PublishRequest
 from schemas.defaults import MAX_BATCH_ITEMS
-from schemas.gates import GateState
 from schemas.topics import Topics
 from schemas.users import User
 
@@ -94,7 +87,7 @@ class Api:
         self.log: KafkaLog | None = None
         self.waiter: DecisionWaiter | None = None
         self.view: MessagesView | None = None
-        self.gate_state: CompactedView[GateState] | None = None
+        self.gate_state: GateStateView | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -110,7 +103,7 @@ class Api:
                 MessagesView(cfg.bootstrap, cfg.topics.messages)
             )
             self.gate_state = await stack.enter_async_context(
-                gate_state_view(cfg.bootstrap, cfg.topics.state)
+                GateStateView(cfg.bootstrap, cfg.topics.state)
             )
             log.info("api ready")
             yield
@@ -192,6 +185,8 @@ class Api:
         for r, (mid, dedup) in zip(requests, results, strict=True):
             if not dedup and mid == r.message.message_id:
                 self.view.remember(r.message)
+        assert self.gate_state
+        remember_gates(self.gate_state, [r.message for r in requests], self._now_ms())
         return results
 
     # -- routes ------------------------------------------------------------------------------
@@ -253,8 +248,6 @@ class Api:
                 exc.args = (f"batch item {i}: {exc}",)
                 raise
         results = await self._submit(requests)
-        assert self.gate_state
-        remember_enqueued(self.gate_state, [r.message for r in requests], now)
         out = []
         for r, (mid, dedup) in zip(requests, results, strict=True):
             entry: dict[str, Any] = {"messageId": mid, "url": r.message.url}

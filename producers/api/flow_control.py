@@ -99,6 +99,7 @@ def expected_state(
         is_pinned_parallelism=False,
         is_pinned_rate=False,
     )
+    s = structs.replace(s, admin_at=cmd.at)
     match cmd.action:
         case "pause" | "resume":
             return structs.replace(s, is_paused=cmd.action == "pause")

@@ -4,6 +4,8 @@ gate records for ``<prefix>.gates`` and the cancel records of a (possibly gated)
 from __future__ import annotations
 
 import re
+from types import TracebackType
+from typing import Self
 
 import msgspec
 from msgspec import structs
@@ -15,10 +17,12 @@ from schemas.commands import Cancel, PublishRequest
 from schemas.gates import (
     FLOW_CONTROL_STATE_PREFIX,
     QUEUE_STATE_PREFIX,
+    FlowControlState,
     GateCommand,
     GateState,
     QueueState,
     Withdraw,
+    flow_control_gate,
     gates_of,
     queue_gate,
     state_key,
@@ -32,17 +36,49 @@ _QUEUE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _state_decoder = msgspec.json.Decoder(GateState)
 
 
-def _decode_state(key: str, value: bytes) -> GateState | None:
-    # The state topic also carries other kinds (schedules, URL groups): only ours are read.
-    if not key.startswith((QUEUE_STATE_PREFIX, FLOW_CONTROL_STATE_PREFIX)):
-        return None
-    state: GateState = _state_decoder.decode(value)
-    return state
+class GateStateView:
+    """Queue and flow-control read models, keyed ``queue/<user>/<name>`` / ``flowControl/...``.
 
+    A CompactedView of the ``state`` topic with read-your-writes that does not flicker: after a
+    local ``put``/``drop`` for an admin request, records that reflect older admin requests
+    (``admin_at`` below ours; still in flight from the stream worker) are ignored.
+    """
 
-def gate_state_view(bootstrap: str, topic: str) -> CompactedView[GateState]:
-    """Queue and flow-control read models, keyed ``queue/<user>/<name>`` / ``flowControl/...``."""
-    return CompactedView(bootstrap, topic, _decode_state)
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._floors: dict[str, int] = {}
+        self._view: CompactedView[GateState] = CompactedView(bootstrap, topic, self._decode)
+
+    async def __aenter__(self) -> Self:
+        await self._view.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._view.__aexit__(et, e, tb)
+
+    def get(self, key: str) -> GateState | None:
+        return self._view.get(key)
+
+    def scan(self, prefix: str) -> list[tuple[str, GateState]]:
+        return self._view.scan(prefix)
+
+    def put(self, key: str, state: GateState) -> None:
+        self._floors[key] = max(self._floors.get(key, 0), state.admin_at)
+        self._view.put(key, state)
+
+    def drop(self, key: str, at: int) -> None:
+        self._floors[key] = max(self._floors.get(key, 0), at)
+        self._view.drop(key)
+
+    def _decode(self, key: str, value: bytes) -> GateState | None:
+        # The state topic also carries other kinds (schedules, URL groups): only ours are read.
+        if not key.startswith((QUEUE_STATE_PREFIX, FLOW_CONTROL_STATE_PREFIX)):
+            return None
+        state: GateState = _state_decoder.decode(value)
+        if state.admin_at < self._floors.get(key, 0):
+            return None
+        return state
 
 
 def check_queue_name(name: str) -> str:
@@ -80,21 +116,40 @@ def request_key(req: PublishRequest) -> str:
     return req.dedup_key or (gates[0] if gates else req.message.message_id)
 
 
-def remember_enqueued(view: CompactedView[GateState], messages: list[Message], now_ms: int) -> None:
-    """Read-your-writes: a queue created by an enqueue is listed at once (parallelism 1)."""
+def remember_gates(view: GateStateView, messages: list[Message], now_ms: int) -> None:
+    """Read-your-writes: a queue or flow-control key created by a publish is shown at once."""
     for m in messages:
-        if not m.queue_name:
-            continue
-        key = state_key(queue_gate(m.user_id, m.queue_name))
-        if view.get(key) is None:
-            view.put(
-                key,
-                QueueState(
-                    name=m.queue_name,
-                    parallelism=1,
-                    created_at=now_ms,
-                    updated_at=now_ms,
-                    lag=1,
-                    paused=False,
-                ),
-            )
+        if m.queue_name:
+            key = state_key(queue_gate(m.user_id, m.queue_name))
+            if view.get(key) is None:
+                view.put(
+                    key,
+                    QueueState(
+                        name=m.queue_name,
+                        parallelism=1,
+                        created_at=now_ms,
+                        updated_at=now_ms,
+                        lag=1,
+                        paused=False,
+                    ),
+                )
+        fc = m.flow_control
+        if fc is not None:
+            key = state_key(flow_control_gate(m.user_id, fc.key))
+            if view.get(key) is None:
+                view.put(
+                    key,
+                    FlowControlState(
+                        flow_control_key=fc.key,
+                        wait_list_size=0,
+                        parallelism_max=fc.parallelism or 0,
+                        parallelism_count=0,
+                        rate_max=fc.rate or 0,
+                        rate_count=0,
+                        rate_period=fc.period,
+                        rate_period_start=now_ms // 1000,
+                        is_paused=False,
+                        is_pinned_parallelism=False,
+                        is_pinned_rate=False,
+                    ),
+                )

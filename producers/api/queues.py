@@ -20,7 +20,6 @@ from producers.api.gates import (
     Record,
     check_queue_name,
     gate_record,
-    remember_enqueued,
     with_queue,
 )
 from producers.api.publish import HeaderView, build_request
@@ -88,8 +87,6 @@ def routes(api: Api) -> list[Route]:  # noqa: PLR0915 - one closure per route
         )
         req = with_queue(req, queue)
         [(message_id, dedup)] = await api.submit([req])
-        assert api.gate_state
-        remember_enqueued(api.gate_state, [req.message], now)
         out: dict[str, Any] = {"messageId": message_id, "url": url}
         if dedup:
             out["deduplicated"] = True
@@ -119,6 +116,7 @@ def routes(api: Api) -> list[Route]:  # noqa: PLR0915 - one closure per route
                 updated_at=now,
                 lag=old.lag if old else 0,
                 paused=spec.paused,
+                admin_at=now,
             ),
         )
         return Response(status_code=200)
@@ -140,9 +138,10 @@ def routes(api: Api) -> list[Route]:  # noqa: PLR0915 - one closure per route
         user = api.user(request)
         name = check_queue_name(request.path_params["name"])
         gate = queue_gate(user.user_id, name)
-        await append([gate_record(api.config.topics, gate, DeleteQueue(at=api.now_ms()))])
+        now = api.now_ms()
+        await append([gate_record(api.config.topics, gate, DeleteQueue(at=now))])
         assert api.gate_state
-        api.gate_state.drop(state_key(gate))
+        api.gate_state.drop(state_key(gate), at=now)
         return Response(status_code=200)
 
     def pauser(paused: bool) -> Any:
@@ -156,10 +155,16 @@ def routes(api: Api) -> list[Route]:  # noqa: PLR0915 - one closure per route
             assert api.gate_state
             api.gate_state.put(
                 state_key(gate),
-                structs.replace(old, paused=paused, updated_at=now)
+                structs.replace(old, paused=paused, updated_at=now, admin_at=now)
                 if old
                 else QueueState(
-                    name=name, parallelism=1, created_at=now, updated_at=now, lag=0, paused=paused
+                    name=name,
+                    parallelism=1,
+                    created_at=now,
+                    updated_at=now,
+                    lag=0,
+                    paused=paused,
+                    admin_at=now,
                 ),
             )
             return Response(status_code=200)
