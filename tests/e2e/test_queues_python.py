@@ -10,7 +10,8 @@ import pytest
 from qstash import QStash
 from qstash.errors import QStashError
 
-from tests.sink import Receipt, Sink
+from tests.overlap import max_overlap
+from tests.sink import Sink
 from tests.stack import Stack
 
 pytestmark = pytest.mark.broker
@@ -21,16 +22,6 @@ def client(stack: Stack) -> Iterator[QStash]:
     c = QStash(stack.token, base_url=stack.base_url)
     yield c
     c.http._client.close()  # the SDK has no public close()
-
-
-def max_overlap(receipts: list[Receipt], slow_ms: int) -> int:
-    """Most deliveries in flight at once; a ``/slow/{ms}`` answer started ``ms`` before ``at``."""
-    spans = sorted((r.at - slow_ms / 1000, r.at) for r in receipts)
-    best = 0
-    for start, _ in spans:
-        # 30 ms of slack: the sink's clock reads at answer time, after the sleep.
-        best = max(best, sum(1 for s, e in spans if s <= start + 0.03 and e > start + 0.03))
-    return best
 
 
 def test_queue_admin_fifo_pause_resume_delete(
