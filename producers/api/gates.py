@@ -36,17 +36,37 @@ _QUEUE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _state_decoder = msgspec.json.Decoder(GateState)
 
 
-class GateStateView:
-    """Queue and flow-control read models, keyed ``queue/<user>/<name>`` / ``flowControl/...``.
+class StateFloors:
+    """Decodes our records off the ``state`` topic, ignoring ones older than our admin writes.
 
-    A CompactedView of the ``state`` topic with read-your-writes that does not flicker: after a
-    local ``put``/``drop`` for an admin request, records that reflect older admin requests
-    (``admin_at`` below ours; still in flight from the stream worker) are ignored.
+    After this API instance answered an admin request it shows the expected state at once; a
+    record the stream worker wrote for an older admin request (``admin_at`` below ours, still
+    in flight) must not undo that for a moment.
     """
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self) -> None:
         self._floors: dict[str, int] = {}
-        self._view: CompactedView[GateState] = CompactedView(bootstrap, topic, self._decode)
+
+    def raise_to(self, key: str, admin_at: int) -> None:
+        self._floors[key] = max(self._floors.get(key, 0), admin_at)
+
+    def decode(self, key: str, value: bytes) -> GateState | None:
+        # The state topic also carries other kinds (schedules, URL groups): only ours are read.
+        if not key.startswith((QUEUE_STATE_PREFIX, FLOW_CONTROL_STATE_PREFIX)):
+            return None
+        state: GateState = _state_decoder.decode(value)
+        if state.admin_at < self._floors.get(key, 0):
+            return None
+        return state
+
+
+class GateStateView:
+    """Queue and flow-control read models, keyed ``queue/<user>/<name>`` / ``flowControl/...``:
+    a CompactedView of the ``state`` topic with read-your-writes that does not flicker."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._floors = StateFloors()
+        self._view: CompactedView[GateState] = CompactedView(bootstrap, topic, self._floors.decode)
 
     async def __aenter__(self) -> Self:
         await self._view.__aenter__()
@@ -64,21 +84,12 @@ class GateStateView:
         return self._view.scan(prefix)
 
     def put(self, key: str, state: GateState) -> None:
-        self._floors[key] = max(self._floors.get(key, 0), state.admin_at)
+        self._floors.raise_to(key, state.admin_at)
         self._view.put(key, state)
 
     def drop(self, key: str, at: int) -> None:
-        self._floors[key] = max(self._floors.get(key, 0), at)
+        self._floors.raise_to(key, at)
         self._view.drop(key)
-
-    def _decode(self, key: str, value: bytes) -> GateState | None:
-        # The state topic also carries other kinds (schedules, URL groups): only ours are read.
-        if not key.startswith((QUEUE_STATE_PREFIX, FLOW_CONTROL_STATE_PREFIX)):
-            return None
-        state: GateState = _state_decoder.decode(value)
-        if state.admin_at < self._floors.get(key, 0):
-            return None
-        return state
 
 
 def check_queue_name(name: str) -> str:
