@@ -80,6 +80,8 @@ def test_flow_control_parallelism_and_admin(
     js: JsSdk, sink: Sink, route: Callable[[str], str]
 ) -> None:
     path = route("slow/400")
+    # Paused first (an admin call creates the key), so every message is still waiting when read.
+    js.seq([fc("pause", "jk")])
     published = js.seq(
         [
             {
@@ -90,21 +92,27 @@ def test_flow_control_parallelism_and_admin(
                     "flowControl": {"key": "jk", "parallelism": 1, "rate": 50, "period": "1m"},
                 },
             }
-            for n in range(3)
+            for n in range(4)
         ]
     )
     info, msg = js.seq(
         [fc("get", "jk"), {"op": "messages.get", "args": {"messageId": published[-1]["messageId"]}}]
     )
-    assert (info["flowControlKey"], info["parallelismMax"], info["rateMax"]) == ("jk", 1, 50)
-    assert info["ratePeriod"] == 60
+    assert (info["flowControlKey"], info["isPaused"]) == ("jk", True)
     assert (msg["flowControlKey"], msg["parallelism"], msg["rate"], msg["period"]) == (
         "jk",
         1,
         50,
         60,
     )
-    got = sink.wait_count(path, 3, timeout=WAIT)
+    deadline = time.monotonic() + WAIT  # the stream worker publishes the key's state
+    while (info := js.seq([fc("get", "jk")])[0])["waitListSize"] != 4:
+        assert time.monotonic() < deadline, info
+        time.sleep(0.3)
+    assert (info["parallelismMax"], info["rateMax"], info["ratePeriod"]) == (1, 50, 60)
+    assert sink.received(path) == []
+    js.seq([fc("resume", "jk")])
+    got = sink.wait_count(path, 4, timeout=WAIT)
     assert {r.message_id for r in got} == {p["messageId"] for p in published}
     assert max_overlap(got, 400) == 1
 
