@@ -291,3 +291,31 @@ def test_sender_releases_every_gate_on_terminal_outcomes(fc: FlowControl | None)
     assert releases(Delivered()) == want
     assert releases(DeadLetter(reason="x")) == want
     assert releases(RetryAt(at_ms=5, reason="x")) == []
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        Admit(message=msg(1, fc=FlowControl(key="k", rate=3, period=60))),
+        Release(message_id="m1"),
+        Withdraw(message_id="m1"),
+        UpsertQueue(parallelism=2, paused=True, at=5),
+        UpsertQueue(paused=False, at=5),
+        DeleteQueue(at=5),
+        FlowControlAdmin(action="pin", at=5, parallelism=2, period=120),
+        FlowControlAdmin(action="unpin", at=5, unpin_rate=True),
+        GateTick(due=9),
+    ],
+)
+def test_gate_commands_round_trip(cmd: GateCommand) -> None:
+    raw = msgspec.json.encode(cmd)
+    assert msgspec.json.decode(raw, type=GateCommand) == cmd
+
+
+def test_gate_states_round_trip() -> None:
+    g = Gates()
+    for key, m in ((Q, msg(1)), (F, msg(2, queue=None, fc=FlowControl(key="k", parallelism=1)))):
+        s = state(g.run(key, Admit(message=m)))
+        assert s is not None
+        raw = msgspec.json.encode(s)
+        assert msgspec.json.decode(raw, type=QueueState | FlowControlState) == s
