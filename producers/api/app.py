@@ -234,16 +234,19 @@ class Api:
                 if problem := header_pairs_problem((item.headers or {}).items()):
                     raise ApiError(problem)
                 url = await self._check_destination(item.destination)
-                req = build_request(
-                    user=user,
-                    url=url,
-                    view=HeaderView((item.headers or {}).items()),
-                    body=(item.body or "").encode(),
-                    now_ms=now,
-                    limits=self.config.limits,
-                    caller_ip=request.client.host if request.client else None,
+                requests.append(
+                    build_request(
+                        user=user,
+                        url=url,
+                        view=HeaderView((item.headers or {}).items()),
+                        body=(item.body or "").encode(),
+                        now_ms=now,
+                        limits=self.config.limits,
+                        caller_ip=request.client.host if request.client else None,
+                    )
                 )
-                requests.append(with_queue(req, item.queue) if item.queue else req)
+                if item.queue:
+                    requests[-1] = with_queue(requests[-1], item.queue)
             except ApiError as exc:
                 exc.args = (f"batch item {i}: {exc}",)
                 raise
