@@ -36,3 +36,9 @@ EVENTS_MAX_KEPT: Final = 1_000_000
 EVENTS_PAGE_DEFAULT: Final = 100
 EVENTS_PAGE_MAX: Final = 1000  # qstash-py documents 1000; OAS says 100 (qstash-api.md §12)
 SIGNING_KEY_CHARS: Final = 32  # "sig_" + 28, like QStash's keys
+# Queues and flow control: ids of recently finished messages each gate remembers, so that a
+# replayed Admit (at-least-once processing) cannot let a finished message through twice.
+GATE_RECENT_IDS: Final = 200
+DEFAULT_QUEUE_PARALLELISM: Final = 1
+MAX_FLOW_CONTROL_PERIOD_S: Final = 7 * 24 * 3600  # Upstash-Flow-Control-Value period: 1 week
+GLOBAL_PARALLELISM_MAX: Final = 0  # /v2/globalParallelism: 0 = no account-wide limit

@@ -22,14 +22,14 @@ from schemas import codec
 from schemas.commands import Cancel, ExpireDedup, Fire, PublishRequest, Schedule
 from schemas.schedules import ScheduleSpec, ScheduleState, Tick
 from schemas.topics import Topics
-from streams import dedup, delay, schedule
+from streams import dedup, delay, gate_runtime, schedule
 from streams.effects import Emit, Step
 from streams.timer_index import TimerIndex
 
 log = logging.getLogger(__name__)
 
 # The tables' names; their changelogs are ``<app id>-<name>-changelog`` (provisioned up front).
-TABLES = ("dedup", "delay", "cron")
+TABLES = ("dedup", "delay", "cron", gate_runtime.TABLE)
 
 _dedup_row = msgspec.json.Decoder(dedup.DedupEntry)
 _delay_row = msgspec.json.Decoder(delay.Row)
@@ -88,6 +88,7 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
         "messages": topic(t.messages),
         "decisions": topic(t.decisions),
         "requests": requests,
+        "gates": topic(t.gates),
         "state": topic(t.state),
     }
     # Rows are our own msgspec JSON: faust only moves bytes (app-wide raw serializers).
@@ -128,6 +129,10 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     def dedup_row(key: bytes) -> dedup.DedupEntry | None:
         raw = dedup_table.get(key)
         return _dedup_row.decode(raw) if raw else None
+
+    gate_runtime.wire_gates(
+        app, gates_topic=outputs["gates"], partitions=cfg.partitions, send=send, now_ms=now_ms
+    )
 
     @app.agent(requests)
     async def accept(stream: Any) -> None:

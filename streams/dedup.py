@@ -4,10 +4,11 @@ from collections.abc import Iterable
 
 from msgspec import Struct
 
-from schemas.commands import Accepted, DeliveryDue, ExpireDedup, PublishRequest, Schedule
+from schemas.commands import Accepted, ExpireDedup, PublishRequest, Schedule
 from schemas.events import MessageEvent
 from schemas.redact import redacted
 from streams.effects import Emit, Step
+from streams.gate import first_attempt
 
 
 class DedupEntry(Struct, frozen=True, kw_only=True, rename="camel"):
@@ -62,7 +63,7 @@ def accept(
     )
     out = [Emit("events", mid, created), Emit("messages", mid, shown)]
     if message.not_before <= now_ms:
-        out.append(Emit("deliveries", mid, DeliveryDue(message=message, retried=0, due=now_ms)))
+        out.append(first_attempt(message, now_ms))  # its queue / flow-control gate, if any
     else:
         out.append(Emit("timers", mid, Schedule(message=message, due=message.not_before)))
     if put is None:

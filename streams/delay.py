@@ -11,6 +11,7 @@ from schemas.defaults import CANCELED_MARKER_TTL_MS
 from schemas.events import MessageEvent
 from schemas.message import Message
 from streams.effects import Emit, Step
+from streams.gate import first_attempt
 
 
 class Pending(Struct, frozen=True, kw_only=True, rename="camel", tag="pending"):
@@ -28,6 +29,8 @@ Row = Pending | Canceled
 
 
 def _due(message: Message, retried: int, now_ms: int) -> Emit:
+    if retried == 0:
+        return first_attempt(message, now_ms)  # a retry keeps its gate slot: no gate again
     return Emit(
         "deliveries", message.message_id, DeliveryDue(message=message, retried=retried, due=now_ms)
     )

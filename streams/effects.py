@@ -9,7 +9,9 @@ from typing import Literal
 
 from msgspec import Struct
 
-OutTopic = Literal["events", "deliveries", "timers", "messages", "decisions", "requests", "state"]
+OutTopic = Literal[
+    "events", "deliveries", "timers", "messages", "decisions", "requests", "gates", "state"
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.api import cancel, destination, dlq, events, groups, keys, openapi, schedules
+from producers.api import (
+    cancel,
+    destination,
+    dlq,
+    events,
+    flow_control,
+    groups,
+    keys,
+    openapi,
+    queues,
+    schedules,
+)
 from producers.api.auth import Authenticator
 from producers.api.errors import (
     ApiError,
@@ -29,6 +40,13 @@ from producers.api.errors import (
     Unavailable,
     error_response,
     handle_api_error,
+)
+from producers.api.gates import (
+    GateStateView,
+    cancel_records,
+    remember_gates,
+    request_key,
+    with_queue,
 )
 from producers.api.limits import HeaderLimits, header_pairs_problem
 from producers.api.publish import HeaderView, PublishLimits, build_request
@@ -50,7 +68,7 @@ from producers.kafka_log import (
 )
 from schemas import codec
 from schemas.addresses import Allowlist
-from schemas.commands import Cancel, PublishRequest
+from schemas.commands import PublishRequest
 from schemas.defaults import EVENTS_RETENTION_MS, MAX_BATCH_ITEMS
 from schemas.dlq import DlqEntry
 from schemas.groups import UrlGroup
@@ -106,6 +124,7 @@ class Api:
         self.schedules: ScheduleView | None = None
         # The state of a schedule's last messages; None = derived from the messages view.
         self.message_state: MessageStateFn | None = None
+        self.gate_state: GateStateView | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -140,6 +159,9 @@ class Api:
             )
             self.message_state = event_message_state(
                 self.events_view.latest_state, pending_message_state(self.view)
+            )
+            self.gate_state = await stack.enter_async_context(
+                GateStateView(cfg.bootstrap, cfg.topics.state)
             )
             log.info("api ready")
             yield
@@ -206,10 +228,7 @@ class Api:
         assert self.view
         topic = self.config.topics.requests
         waits = {r.request_id: self.waiter.expect(r.request_id) for r in requests if r.reply}
-        records = [
-            (topic, (r.dedup_key or r.message.message_id).encode(), codec.encode(r))
-            for r in requests
-        ]
+        records = [(topic, request_key(r).encode(), codec.encode(r)) for r in requests]
         try:
             await self.log.append_many(records)
             results: list[tuple[str, bool]] = []
@@ -234,6 +253,8 @@ class Api:
         for r, (mid, dedup) in zip(requests, results, strict=True):
             if not dedup and mid == r.message.message_id:
                 self.view.remember(redacted(r.message))
+        assert self.gate_state
+        remember_gates(self.gate_state, [r.message for r in requests], self._now_ms())
         return results
 
     # -- routes ------------------------------------------------------------------------------
@@ -290,8 +311,6 @@ class Api:
         requests: list[PublishRequest] = []
         spans: list[tuple[int, int, bool]] = []  # per item: its requests, and "is a group"
         for i, item in enumerate(items):
-            if item.queue:
-                raise ApiError(f"batch item {i}: queues are not supported yet")
             try:
                 if problem := header_pairs_problem((item.headers or {}).items()):
                     raise ApiError(problem)
@@ -312,6 +331,9 @@ class Api:
                             t,
                         )
                     )
+                if item.queue:
+                    for j in range(start, len(requests)):
+                        requests[j] = with_queue(requests[j], item.queue)
                 await self._check_callbacks(requests[start].message)
                 spans.append((start, len(requests), targets[0].topic_name is not None))
             except ApiError as exc:
@@ -340,11 +362,9 @@ class Api:
         message = self.view.get(message_id)
         if message is None or message.user_id != user.user_id:
             return False
-        cmd = Cancel(message_id=message_id, user_id=user.user_id, requested_at=self._now_ms())
         try:
-            await self.log.append_many(
-                [(self.config.topics.timers, message_id.encode(), codec.encode(cmd))]
-            )
+            # Also withdraws a queued / flow-controlled message from its gates.
+            await self.log.append_many(cancel_records(self.config.topics, message, self._now_ms()))
         except LogUnavailable as exc:
             raise Unavailable("Kafka is unavailable; retry the cancel") from exc
         self.view.forget(message_id)
@@ -405,6 +425,13 @@ class Api:
     async def openapi(self, _request: Request) -> Response:
         return Response(openapi.document_json(), media_type="application/json")
 
+    # Public names for the route modules (queues.py, flow_control.py, ...).
+    user = _user
+    now_ms = _now_ms
+    read_body = _body
+    check_destination = _check_destination
+    submit = _submit
+
 
 def _results_json(
     requests: list[PublishRequest], results: list[tuple[str, bool]]
@@ -446,6 +473,8 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
         *groups.routes(api),
         *dlq.routes(api),
         *schedules.routes(api),
+        *queues.routes(api),
+        *flow_control.routes(api),
     ]
     return Starlette(
         routes=routes,

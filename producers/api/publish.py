@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from producers.api.callbacks import parse_callbacks
 from producers.api.errors import ApiError, PayloadTooLarge
+from producers.api.flow_control_value import parse_flow_control
 from producers.durations import parse_duration_ms
 from schemas import defaults, headers, ids
 from schemas.commands import PublishRequest
@@ -169,6 +170,9 @@ def build_request(  # noqa: PLR0912 - one branch per QStash header, read top to 
         labels=parse_labels(view.get(headers.LABEL)),
         caller_ip=caller_ip,
         redact=_redact_fields(view),
+        flow_control=parse_flow_control(
+            view.get(headers.FLOW_CONTROL_KEY), view.get(headers.FLOW_CONTROL_VALUE)
+        ),
     )
     dedup_key: str | None = None
     if dedup_id:

@@ -3,7 +3,7 @@
 import base64
 from typing import Any
 
-from schemas.message import Message
+from schemas.message import FlowControl, Message
 
 
 def body_fields(body: bytes) -> dict[str, str]:
@@ -46,7 +46,19 @@ def message_json(m: Message) -> dict[str, Any]:
         out["callbackHeader"] = m.callback_options.header
     if m.failure_callback_options is not None and m.failure_callback_options.header:
         out["failureCallbackHeader"] = m.failure_callback_options.header
+    if m.flow_control is not None:
+        out.update(flow_control_json(m.flow_control))
     if m.labels:
         out["label"] = m.labels[0]
         out["labels"] = m.labels
+    return out
+
+
+def flow_control_json(fc: FlowControl) -> dict[str, Any]:
+    """``flowControlKey`` and the limits that were set; ``period`` in seconds (always present)."""
+    out: dict[str, Any] = {"flowControlKey": fc.key, "period": fc.period}
+    if fc.parallelism is not None:
+        out["parallelism"] = fc.parallelism
+    if fc.rate is not None:
+        out["rate"] = fc.rate
     return out

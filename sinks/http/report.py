@@ -5,12 +5,20 @@ from collections.abc import Iterable
 from schemas.commands import DeliveryDue, Schedule
 from schemas.dlq import DlqEntry, dlq_id, dlq_key
 from schemas.events import MessageEvent, State
+from schemas.gates import Release, gates_of
+from schemas.message import Message
 from sinks.http.callbacks import callbacks_after
 from sinks.http.outcome import DeadLetter, Delivered, Outcome, RetryAt
 
 RESPONSE_BODY_LIMIT = 4096  # bytes of a destination's answer kept in events (audit, DLQ)
 
 Record = tuple[str, str, object | None]  # (topic role, key, record or tombstone)
+
+
+def releases(message: Message) -> list[Record]:
+    """A finished message frees its queue / flow-control slots (QStash also waits for callbacks
+    before freeing a queue slot; kafstash frees it at DELIVERED or FAILED)."""
+    return [("gates", g, Release(message_id=message.message_id)) for g in gates_of(message)]
 
 
 def after_attempt(
@@ -135,7 +143,12 @@ def _state_records(
     first: list[Record] = [("events", mid, active)]
     match outcome:
         case Delivered():
-            return [*first, ("events", mid, event("DELIVERED")), ("messages", mid, None)]
+            return [
+                *first,
+                ("events", mid, event("DELIVERED")),
+                ("messages", mid, None),
+                *releases(m),
+            ]
         case RetryAt(at_ms=at_ms, reason=reason):
             retry = Schedule(message=m, due=at_ms, retried=due.retried + 1)
             return [
@@ -150,6 +163,7 @@ def _state_records(
                 ("events", mid, event("ERROR", error=error or reason)),
                 ("events", mid, event("FAILED", error=reason)),
                 ("messages", mid, None),
+                *releases(m),
             ]
 
 

@@ -88,6 +88,7 @@ class Sender:
             "messages": cfg.topics.messages,
             "requests": cfg.topics.requests,  # callback messages
             "dlq": cfg.topics.dlq,
+            "gates": cfg.topics.gates,
         }
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=cfg.bootstrap,

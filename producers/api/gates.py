@@ -1,0 +1,166 @@
+"""What the API shares between queues, flow control, batch and cancel: the gate-state view,
+gate records for ``<prefix>.gates`` and the cancel records of a (possibly gated) message."""
+
+from __future__ import annotations
+
+import re
+from types import TracebackType
+from typing import Self
+
+import msgspec
+from msgspec import structs
+
+from producers.api.errors import ApiError
+from producers.kafka_log import CompactedView
+from schemas import codec
+from schemas.commands import Cancel, PublishRequest
+from schemas.gates import (
+    FLOW_CONTROL_STATE_PREFIX,
+    QUEUE_STATE_PREFIX,
+    FlowControlState,
+    GateCommand,
+    GateState,
+    QueueState,
+    Withdraw,
+    flow_control_gate,
+    gates_of,
+    queue_gate,
+    state_key,
+)
+from schemas.message import Message
+from schemas.topics import Topics
+
+Record = tuple[str, bytes, bytes]  # (topic, key, value) for KafkaLog.append_many
+
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_state_decoder = msgspec.json.Decoder(GateState)
+
+
+class StateFloors:
+    """Decodes our records off the ``state`` topic, ignoring ones older than our admin writes.
+
+    After this API instance answered an admin request it shows the expected state at once; a
+    record the stream worker wrote for an older admin request (``admin_at`` below ours, still
+    in flight) must not undo that for a moment.
+    """
+
+    def __init__(self) -> None:
+        self._floors: dict[str, int] = {}
+
+    def raise_to(self, key: str, admin_at: int) -> None:
+        self._floors[key] = max(self._floors.get(key, 0), admin_at)
+
+    def decode(self, key: str, value: bytes) -> GateState | None:
+        # The state topic also carries other kinds (schedules, URL groups): only ours are read.
+        if not key.startswith((QUEUE_STATE_PREFIX, FLOW_CONTROL_STATE_PREFIX)):
+            return None
+        state: GateState = _state_decoder.decode(value)
+        if state.admin_at < self._floors.get(key, 0):
+            return None
+        return state
+
+
+class GateStateView:
+    """Queue and flow-control read models, keyed ``queue/<user>/<name>`` / ``flowControl/...``:
+    a CompactedView of the ``state`` topic with read-your-writes that does not flicker."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._floors = StateFloors()
+        self._view: CompactedView[GateState] = CompactedView(bootstrap, topic, self._floors.decode)
+
+    async def __aenter__(self) -> Self:
+        await self._view.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._view.__aexit__(et, e, tb)
+
+    def get(self, key: str) -> GateState | None:
+        return self._view.get(key)
+
+    def scan(self, prefix: str) -> list[tuple[str, GateState]]:
+        return self._view.scan(prefix)
+
+    def put(self, key: str, state: GateState) -> None:
+        self._floors.raise_to(key, state.admin_at)
+        self._view.put(key, state)
+
+    def drop(self, key: str, at: int) -> None:
+        self._floors.raise_to(key, at)
+        self._view.drop(key)
+
+
+def check_queue_name(name: str) -> str:
+    if not _QUEUE_NAME.fullmatch(name):
+        raise ApiError(f"invalid queue name {name!r}: use 1-100 of A-Z a-z 0-9 . _ -")
+    return name
+
+
+def with_queue(req: PublishRequest, queue: str) -> PublishRequest:
+    """``req`` with its message enqueued in ``queue`` (checked)."""
+    message = structs.replace(req.message, queue_name=check_queue_name(queue))
+    return structs.replace(req, message=message)
+
+
+def gate_record(topics: Topics, gate: str, cmd: GateCommand) -> Record:
+    return (topics.gates, gate.encode(), codec.encode(cmd))
+
+
+def cancel_records(topics: Topics, message: Message, requested_at: int) -> list[Record]:
+    """Cancel ``message``: its delay-table Cancel plus a Withdraw from each of its gates (frees
+    its queue / flow-control slot, or takes it off the wait list). For single and bulk cancel."""
+    cancel = Cancel(
+        message_id=message.message_id, user_id=message.user_id, requested_at=requested_at
+    )
+    out: list[Record] = [(topics.timers, message.message_id.encode(), codec.encode(cancel))]
+    withdraw = Withdraw(message_id=message.message_id)
+    out.extend(gate_record(topics, g, withdraw) for g in gates_of(message))
+    return out
+
+
+def request_key(req: PublishRequest) -> str:
+    """The ``requests`` record key: the dedup key, else the message's first gate (so that one
+    queue's messages keep their publish order through the stream worker), else the message id."""
+    gates = gates_of(req.message)
+    return req.dedup_key or (gates[0] if gates else req.message.message_id)
+
+
+def remember_gates(view: GateStateView, messages: list[Message], now_ms: int) -> None:
+    """Read-your-writes: a queue or flow-control key created by a publish is shown at once."""
+    for m in messages:
+        if m.queue_name:
+            key = state_key(queue_gate(m.user_id, m.queue_name))
+            if view.get(key) is None:
+                view.put(
+                    key,
+                    QueueState(
+                        name=m.queue_name,
+                        parallelism=1,
+                        created_at=now_ms,
+                        updated_at=now_ms,
+                        lag=1,
+                        paused=False,
+                    ),
+                )
+        fc = m.flow_control
+        if fc is not None:
+            key = state_key(flow_control_gate(m.user_id, fc.key))
+            if view.get(key) is None:
+                view.put(
+                    key,
+                    FlowControlState(
+                        flow_control_key=fc.key,
+                        wait_list_size=0,
+                        parallelism_max=fc.parallelism or 0,
+                        parallelism_count=0,
+                        rate_max=fc.rate or 0,
+                        rate_count=0,
+                        rate_period=fc.period,
+                        rate_period_start=now_ms // 1000,
+                        is_paused=False,
+                        is_pinned_parallelism=False,
+                        is_pinned_rate=False,
+                    ),
+                )
