@@ -23,6 +23,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,10 +62,10 @@ def _tail(log: Path, lines: int = 30) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
     if proc is None or proc.poll() is not None:
         return
-    proc.terminate()
+    proc.send_signal(sig)
     try:
         proc.wait(20)
     except subprocess.TimeoutExpired:
@@ -160,7 +161,9 @@ class Postgres:
         return True
 
     def stop(self) -> None:
-        _stop(self.proc)  # SIGTERM: postgres' "smart" shutdown; we hold no session open
+        # SIGINT: "fast" shutdown. SIGTERM ("smart") would wait for the SQLAlchemy pools of
+        # the test process, which keep their connections open until it exits.
+        _stop(self.proc, signal.SIGINT)
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -244,7 +247,7 @@ class RestCatalog:
         )
 
     def stop(self) -> None:
-        _stop(self.proc)
+        _stop(self.proc, signal.SIGKILL)  # throwaway state; its JVM shutdown takes seconds
 
     def __enter__(self) -> RestCatalog:
         try:
