@@ -194,13 +194,20 @@ def rest_jar(cache: Path | None = None) -> Path:
     if mvn is None:
         raise Unavailable("mvn is not on PATH (needed once to fetch the REST catalog fixture)")
     cache.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run(
-        [mvn, "-q", "-B", "dependency:copy", f"-Dartifact={ICEBERG_REST_ARTIFACT}",
-         f"-DoutputDirectory={cache}"],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    if out.returncode != 0 or not jar.exists():
-        raise Unavailable(f"mvn could not fetch {ICEBERG_REST_ARTIFACT}: {out.stdout[-2000:]}")
+    # Into a scratch directory first: an interrupted fetch must not leave a half jar behind.
+    scratch = Path(tempfile.mkdtemp(prefix="fetch-", dir=cache))
+    try:
+        out = subprocess.run(
+            [mvn, "-q", "-B", "dependency:copy", f"-Dartifact={ICEBERG_REST_ARTIFACT}",
+             f"-DoutputDirectory={scratch}"],
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        fetched = scratch / jar.name
+        if out.returncode != 0 or not fetched.exists():
+            raise Unavailable(f"mvn could not fetch {ICEBERG_REST_ARTIFACT}: {out.stdout[-2000:]}")
+        fetched.replace(jar)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return jar
 
 
