@@ -6,6 +6,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -13,6 +14,9 @@ from schemas import defaults
 from schemas.addresses import Allowlist
 from schemas.topics import Topics
 from schemas.users import DEV_USERS, User
+
+if TYPE_CHECKING:
+    from sinks.iceberg.schedule import MaintainSchedule
 
 
 class ConfigError(ValueError):
@@ -160,3 +164,34 @@ class Settings:
             produce_timeout_s=float(env.get("KAFSTASH_PRODUCE_TIMEOUT") or 8.0),
             events_retention_ms=events_retention_s * 1000,
         )
+
+
+def archive_maintenance(env: dict[str, str]) -> MaintainSchedule:
+    """The archiver's own maintenance schedule (docs/iceberg.md, "Scheduled maintenance").
+
+    - ``KAFSTASH_ARCHIVE_MAINTAIN_EVERY``: seconds between runs; unset or 0 = off (then run
+      ``kafstash archive maintain`` from cron instead).
+    - ``KAFSTASH_ARCHIVE_MAINTAIN_MIN_FILES``: rewrite a day once it has this many data files.
+    - ``KAFSTASH_ARCHIVE_EXPIRE_AFTER``: seconds of snapshot history kept (time travel); older
+      snapshots are expired on each run. Default five days; ``never`` keeps them all.
+    """
+    from sinks.iceberg.schedule import (  # noqa: PLC0415 - the archiver's module, loaded lazily
+        DEFAULT_EXPIRE_AFTER_S,
+        DEFAULT_MIN_FILES,
+        MaintainSchedule,
+    )
+
+    expire_raw = env.get("KAFSTASH_ARCHIVE_EXPIRE_AFTER", "").strip().lower()
+    expire = (
+        None
+        if expire_raw == "never"
+        else _float(env, "KAFSTASH_ARCHIVE_EXPIRE_AFTER", DEFAULT_EXPIRE_AFTER_S)
+    )
+    min_files = _int(env, "KAFSTASH_ARCHIVE_MAINTAIN_MIN_FILES", DEFAULT_MIN_FILES)
+    if min_files < 2:
+        raise ConfigError("KAFSTASH_ARCHIVE_MAINTAIN_MIN_FILES must be at least 2")
+    return MaintainSchedule(
+        every_s=_float(env, "KAFSTASH_ARCHIVE_MAINTAIN_EVERY", 0.0),
+        expire_after_s=expire,
+        min_files=min_files,
+    )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from kafstash.config import ConfigError, Settings
+from kafstash.config import ConfigError, Settings, archive_maintenance
 from producers.api.app import ApiConfig, create_app
 from producers.api.publish import PublishLimits
 from sinks.http.sender import Sender, SenderConfig
@@ -155,6 +155,7 @@ def archiver_config(settings: Settings, env: dict[str, str] | None = None) -> Ar
         catalog=catalog,
         interval_s=interval,
         max_rows=max_rows,
+        maintenance=archive_maintenance(env),
     )
 
 

@@ -20,7 +20,9 @@ Exactly once, without Kafka transactions:
   previous owner committed after us), the commit is refused and we re-seek from the table.
 
 Batches are flushed every ``interval_s`` (default 60 s) or at ``max_rows``, as one Arrow table
-and one append.
+and one append. With a :class:`MaintainSchedule` the archiver also compacts and expires its table
+between two flushes (``schedule.py``); in a group only the owner of partition 0 does, so the
+members do not rewrite the same day against each other.
 """
 
 from __future__ import annotations
@@ -31,16 +33,20 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.table import Table
 
 from schemas import codec
 from schemas.events import MessageEvent
 from schemas.topics import Topics
 from sinks.iceberg.checkpoint import CommitProperties, OffsetsMoved, latest_offsets
+from sinks.iceberg.maintain import files_per_day, run_plan
 from sinks.iceberg.rows import Row, to_arrow, to_row
+from sinks.iceberg.schedule import MaintainSchedule, due, plan
 from sinks.iceberg.table import CatalogConfig, open_table, summaries
 
 log = logging.getLogger(__name__)
@@ -57,6 +63,7 @@ class ArchiverConfig:
     catalog: CatalogConfig
     interval_s: float = DEFAULT_INTERVAL_S
     max_rows: int = DEFAULT_MAX_ROWS
+    maintenance: MaintainSchedule = field(default_factory=lambda: MaintainSchedule(every_s=0))
 
 
 @dataclass
@@ -84,12 +91,19 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Archiver:
-    def __init__(self, cfg: ArchiverConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        cfg: ArchiverConfig,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.cfg = cfg
         self.clock = clock
+        self.wall = wall  # snapshot ages are wall-clock times
         self.topic = cfg.topics.events
         self._pending: dict[int, _Pending] = {}
         self._last_flush = clock()
+        self._last_maintain = clock()
         self._table: Table | None = None
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=cfg.bootstrap,
@@ -129,6 +143,8 @@ class Archiver:
                 await self._poll_once()
                 if self._due():
                     await self.flush()
+                if due(self.cfg.maintenance, last_run=self._last_maintain, now=self.clock()):
+                    await self.maintain()
         finally:
             with contextlib.suppress(Exception):
                 await self.flush()
@@ -189,6 +205,30 @@ class Archiver:
             log.warning("flush on revoke failed; the next owner re-reads the batch: %r", exc)
         for tp in revoked:
             self._pending.pop(tp.partition, None)
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def maintain(self) -> None:
+        """One scheduled maintenance run; a failure is logged and retried at the next period."""
+        self._last_maintain = self.clock()
+        if 0 not in self._pending:  # partition 0's owner maintains for the whole group
+            return
+        await self.flush()  # rows read so far go into the table first (and into the rewrite)
+        try:
+            await asyncio.to_thread(self._maintain_sync)
+        except (CommitFailedException, ValidationException) as exc:
+            # Another writer committed into a day being rewritten: nothing was lost, try later.
+            log.warning("maintenance skipped (concurrent commit): %r", exc)
+        except Exception:
+            log.exception("maintenance failed; retried in %gs", self.cfg.maintenance.every_s)
+        self._last_maintain = self.clock()
+
+    def _maintain_sync(self) -> None:
+        table = self.table
+        table.refresh()
+        todo = plan(self.cfg.maintenance, files_per_day(table), now=self.wall())
+        if not todo.empty:
+            run_plan(table, todo)
 
     # -- commit ------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from pyiceberg.table import Table
 
 from sinks.iceberg.checkpoint import CommitProperties
+from sinks.iceberg.schedule import MaintainPlan
 from sinks.iceberg.table import summaries
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,45 @@ def archived_topics(table: Table) -> list[str]:
 def expire_snapshots(table: Table, older_than: datetime) -> None:
     """Drop snapshots older than ``older_than`` (never the current one)."""
     table.maintenance.expire_snapshots().older_than(older_than).commit()
+
+
+def expirable(table: Table, older_than: datetime) -> int:
+    """How many snapshots expiry would drop: a scheduled run commits nothing when none."""
+    current = table.current_snapshot()
+    limit_ms = older_than.timestamp() * 1000
+    return sum(
+        1
+        for s in table.metadata.snapshots
+        if s.timestamp_ms < limit_ms and (current is None or s.snapshot_id != current.snapshot_id)
+    )
+
+
+def files_per_day(table: Table) -> dict[date, int]:
+    """Live data files per day partition (``event_day``) of the current snapshot."""
+    if table.current_snapshot() is None:
+        return {}
+    parts = table.inspect.partitions()
+    days = parts.column("partition").to_pylist()
+    counts = parts.column("file_count").to_pylist()
+    return {p["event_day"]: int(n) for p, n in zip(days, counts, strict=True)}
+
+
+def run_plan(table: Table, plan: MaintainPlan) -> list[MaintainReport]:
+    """One scheduled run: compact the plan's days, then expire; one report per step taken."""
+    reports = [
+        maintain(table, day=day, expire_older_than=None, now=datetime.now(UTC)) for day in plan.days
+    ]
+    if plan.expire_before is not None:
+        table.refresh()
+        if expirable(table, plan.expire_before):
+            before = len(table.metadata.snapshots)
+            expire_snapshots(table, plan.expire_before)
+            table.refresh()
+            files = data_files(table)
+            after = len(table.metadata.snapshots)
+            reports.append(MaintainReport(None, 0, files, files, before, after))
+            log.info("maintenance: %s", reports[-1])
+    return reports
 
 
 def maintain(

@@ -10,6 +10,9 @@ Catalogs, by environment (read once by :meth:`CatalogConfig.from_env`):
   catalog (Polaris, Lakekeeper, Nessie, the Iceberg REST fixture, ...).
 - ``KAFSTASH_ICEBERG_WAREHOUSE``: ``file:///...`` or ``s3://bucket/path``; S3 credentials and
   endpoint go in pyiceberg's own variables, e.g. ``PYICEBERG_CATALOG__KAFSTASH__S3__ENDPOINT``.
+  They are read from the same environment mapping as ours (:func:`pyiceberg_properties`), not
+  only from the process environment pyiceberg saw at import, so a caller that passes an
+  environment (tests, ``kafstash`` commands with ``env=``) configures S3 the same way.
 - ``KAFSTASH_ICEBERG_NAMESPACE``: defaults to the topic prefix, so deployments sharing one
   catalog keep apart.
 """
@@ -39,6 +42,7 @@ from pyiceberg.types import (
 from schemas.delivery_log import COLUMNS, PARTITION_SPEC, TABLE_NAME, Column
 
 CATALOG_NAME = "kafstash"
+PYICEBERG_ENV_PREFIX = f"PYICEBERG_CATALOG__{CATALOG_NAME.upper()}__"
 
 TABLE_PROPERTIES = {
     # Every commit writes a metadata.json; keep the last 50 and delete older ones on commit.
@@ -82,11 +86,25 @@ class CatalogConfig:
             raise CatalogConfigError(
                 f"KAFSTASH_ICEBERG_CATALOG_TYPE must be sql or rest, got {kind!r}"
             )
-        props = {"type": kind, "uri": uri}
+        props = {**pyiceberg_properties(env), "type": kind, "uri": uri}
         if warehouse:
             props["warehouse"] = warehouse
         ns = env.get("KAFSTASH_ICEBERG_NAMESPACE") or namespace
         return cls(namespace=ns, properties=props)
+
+
+def pyiceberg_properties(env: Mapping[str, str]) -> dict[str, str]:
+    """Catalog properties from ``PYICEBERG_CATALOG__KAFSTASH__*``, mapped as pyiceberg maps them.
+
+    ``__`` separates levels (``S3__ENDPOINT`` → ``s3.endpoint``) and ``_`` becomes ``-``
+    (``S3__ACCESS_KEY_ID`` → ``s3.access-key-id``); names are case-insensitive.
+    """
+    out: dict[str, str] = {}
+    for name, value in env.items():
+        if name.upper().startswith(PYICEBERG_ENV_PREFIX):
+            key = name[len(PYICEBERG_ENV_PREFIX) :].lower()
+            out[key.replace("__", ".").replace("_", "-")] = value
+    return out
 
 
 def _iceberg_type(column: Column) -> IcebergType:
