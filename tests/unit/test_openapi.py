@@ -45,6 +45,12 @@ def _documented() -> set[tuple[str, str]]:
     }
 
 
+def test_every_route_is_documented_and_every_documented_route_served() -> None:
+    served, documented = _served(), _documented()
+    assert served - documented == set(), "routes missing from producers/api/openapi.yaml"
+    assert documented - served == set(), "documented routes the API does not serve"
+
+
 def test_document_is_valid_openapi() -> None:
     schema = schemathesis.openapi.from_dict(openapi.document())
     operations = [op.ok() for op in schema.get_all_operations()]
