@@ -16,6 +16,7 @@ import uvicorn
 from kafstash.config import ConfigError, Settings, archive_maintenance
 from producers.api.app import ApiConfig, create_app
 from producers.api.publish import PublishLimits
+from schemas.history import EventHistory
 from sinks.http.sender import Sender, SenderConfig
 from streams.app import StreamsConfig
 from streams.app import create_app as create_streams_app
@@ -40,6 +41,7 @@ def run_api(settings: Settings) -> None:
         rate_limit=settings.rate_limit,
         rate_burst=settings.rate_burst,
         events_retention_ms=settings.events_retention_ms,
+        history=events_history(settings),
     )
     uvicorn.run(
         create_app(config),
@@ -123,6 +125,29 @@ def run_sender(settings: Settings) -> None:
     )
 
     _run_until_signal(lambda stop: Sender(cfg).run(stop))
+
+
+def events_history(settings: Settings, env: dict[str, str] | None = None) -> EventHistory | None:
+    """The delivery log behind GET /v2/events past the hot view (KAFSTASH_EVENTS_HISTORY=false
+    turns it off): the archiver's catalog, read lazily, so an API without a table answers none."""
+    import os  # noqa: PLC0415
+
+    from sinks.iceberg.history import IcebergHistory  # noqa: PLC0415 - pyiceberg loads lazily
+    from sinks.iceberg.table import CatalogConfig  # noqa: PLC0415
+
+    env = dict(os.environ if env is None else env)
+    if (env.get("KAFSTASH_EVENTS_HISTORY") or "true").strip().lower() in {
+        "0",
+        "false",
+        "no",
+        "off",
+    }:
+        return None
+    try:
+        catalog = CatalogConfig.from_env(env, home=settings.home, namespace=settings.topics.prefix)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return IcebergHistory(catalog)
 
 
 def archiver_config(settings: Settings, env: dict[str, str] | None = None) -> ArchiverConfig:

@@ -72,6 +72,7 @@ from schemas.commands import PublishRequest
 from schemas.defaults import EVENTS_RETENTION_MS, MAX_BATCH_ITEMS
 from schemas.dlq import DlqEntry
 from schemas.groups import UrlGroup
+from schemas.history import EventHistory
 from schemas.keys import SigningKeys, rotate
 from schemas.message import Message
 from schemas.redact import redacted
@@ -93,7 +94,8 @@ class ApiConfig:
     destination_allowlist: Allowlist = field(default_factory=Allowlist)
     rate_limit: float = 0.0  # requests per second per token; 0 = no limit
     rate_burst: int = 1
-    events_retention_ms: int = EVENTS_RETENTION_MS  # how far back GET /v2/events reaches
+    events_retention_ms: int = EVENTS_RETENTION_MS  # how far back the in-memory view reaches
+    history: EventHistory | None = None  # older events (the Iceberg delivery log), if any
 
 
 class _BatchItem(msgspec.Struct):
@@ -397,9 +399,15 @@ class Api:
         user = self._user(request)
         assert self.events_view
         key = "logs" if request.url.path.endswith("/logs") else "events"
-        return JSONResponse(
-            events.list_events(self.events_view.store, user.user_id, request.query_params, key)
+        body = await events.answer(
+            self.events_view.store,
+            self.config.history,
+            user.user_id,
+            request.query_params,
+            key,
+            horizon_ms=self._now_ms() - self.config.events_retention_ms,
         )
+        return JSONResponse(body)
 
     async def keys(self, request: Request) -> Response:
         user = self._user(request)

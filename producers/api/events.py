@@ -3,12 +3,22 @@
 The SDKs call ``/v2/events`` and read ``events``; the newer OpenAPI path ``/v2/logs`` answers
 the same entries under ``logs``. The cursor is opaque to clients (``<time>-<seq>``, the shape of
 QStash's own) and is omitted on the last page: the Python SDK loops while it is not None.
+
+Events newer than the horizon (now minus ``KAFSTASH_EVENTS_RETENTION``) come from the in-memory
+view; older ones from the Iceberg delivery log through an :class:`EventHistory`, when one is
+configured. A page that runs past the horizon continues there, with a history cursor
+(``h<time>-<event id>``). History answers the filters the table can (ids, state, url, group,
+queue, schedule, label, dates); a query filtering on host, path, caller IP or flow-control key
+stops at the horizon.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from dataclasses import dataclass
+import binascii
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from producers.api.errors import ApiError
@@ -16,6 +26,7 @@ from producers.api.filters import MessageFilter, MultiParams, parse_filter, valu
 from producers.events_view import EventStore, Position
 from schemas.defaults import EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX
 from schemas.events import MessageEvent
+from schemas.history import EventHistory, HistoricalEvent, HistoryQuery
 from schemas.message import CallbackOptions, Message
 
 
@@ -25,6 +36,23 @@ class EventQuery:
     count: int = EVENTS_PAGE_DEFAULT
     latest_first: bool = True
     after: Position | None = None
+    history_after: tuple[int, str] | None = None
+
+
+def parse_history_cursor(raw: str) -> tuple[int, str]:
+    time_part, sep, id_part = raw[1:].partition("-")
+    try:
+        if not sep or not time_part.isdigit():
+            raise ValueError(raw)
+        event_id = base64.urlsafe_b64decode(id_part + "=" * (-len(id_part) % 4)).decode()
+    except (ValueError, binascii.Error):
+        raise ApiError(f"invalid cursor: {raw!r}") from None
+    return (int(time_part), event_id)
+
+
+def render_history_cursor(time_ms: int, event_id: str) -> str:
+    encoded = base64.urlsafe_b64encode(event_id.encode()).decode().rstrip("=")
+    return f"h{time_ms}-{encoded}"
 
 
 def parse_cursor(raw: str) -> Position:
@@ -51,11 +79,13 @@ def parse_query(params: MultiParams) -> EventQuery:
     if order not in ("latestFirst", "earliestFirst"):
         raise ApiError("invalid order: use latestFirst or earliestFirst")
     cursor = values(params, "cursor")
+    historic = bool(cursor) and cursor[0].startswith("h")
     return EventQuery(
         filter=parse_filter(params),
         count=count,
         latest_first=order == "latestFirst",
-        after=parse_cursor(cursor[0]) if cursor else None,
+        after=parse_cursor(cursor[0]) if cursor and not historic else None,
+        history_after=parse_history_cursor(cursor[0]) if historic else None,
     )
 
 
@@ -126,12 +156,79 @@ def event_json(e: MessageEvent, message: Message | None) -> dict[str, Any]:
     return out
 
 
-def list_events(store: EventStore, user_id: str, params: MultiParams, key: str) -> dict[str, Any]:
-    """The response body of ``GET /v2/events`` (``key="events"``) or ``/v2/logs`` (``"logs"``)."""
-    query = parse_query(params)
+def historical_json(e: HistoricalEvent) -> dict[str, Any]:
+    """A log entry read back from the delivery log (it keeps no headers and no message body)."""
+    out: dict[str, Any] = {
+        "time": e.time,
+        "messageId": e.message_id,
+        "state": e.state,
+        "url": e.url,
+    }
+    optional: dict[str, Any] = {
+        "method": e.method,
+        "maxRetries": e.max_retries,
+        "responseStatus": e.response_status,
+        "error": e.error,
+        "nextDeliveryTime": e.next_delivery_time,
+        "topicName": e.topic_name,
+        "queueName": e.queue_name,
+        "scheduleId": e.schedule_id,
+    }
+    out.update({k: v for k, v in optional.items() if v is not None})
+    if e.response_body is not None:
+        out["responseBody"] = _b64(e.response_body.encode())
+    if e.labels:
+        out["label"] = e.labels[0]
+        out["labels"] = e.labels
+    return out
+
+
+def history_query(
+    query: EventQuery, user_id: str, *, horizon_ms: int, limit: int
+) -> HistoryQuery | None:
+    """The same question for the delivery log, or None when it cannot answer it."""
+    f = query.filter
+    if f.hosts or f.paths or f.caller_ips or f.flow_control_keys:
+        return None
+    return HistoryQuery(
+        user_id=user_id,
+        before_ms=horizon_ms,
+        limit=limit,
+        order="latestFirst" if query.latest_first else "earliestFirst",
+        after=query.history_after,
+        from_ms=f.from_ms,
+        to_ms=f.to_ms,
+        message_ids=sorted(f.message_ids),
+        states=sorted(f.states),
+        urls=sorted(f.urls),
+        topic_names=sorted(f.topic_names),
+        schedule_ids=sorted(f.schedule_ids),
+        queue_names=sorted(f.queue_names),
+        labels=sorted(f.labels),
+    )
+
+
+def list_events(
+    store: EventStore,
+    user_id: str,
+    params: MultiParams,
+    key: str,
+    *,
+    horizon_ms: int | None = None,
+) -> dict[str, Any]:
+    """The response body of ``GET /v2/events`` (``key="events"``) or ``/v2/logs`` (``"logs"``),
+    from the in-memory view only (events at or after ``horizon_ms``)."""
+    return _hot_page(store, user_id, parse_query(params), key, horizon_ms=horizon_ms)
+
+
+def _hot_page(
+    store: EventStore, user_id: str, query: EventQuery, key: str, *, horizon_ms: int | None
+) -> dict[str, Any]:
     wanted = query.filter
 
     def matches(e: MessageEvent, m: Message | None) -> bool:
+        if horizon_ms is not None and e.time < horizon_ms:
+            return False  # the delivery log answers for it (pruning runs only now and then)
         return wanted.matches(
             message_id=e.message_id,
             url=m.url if m is not None else e.url,
@@ -153,4 +250,72 @@ def list_events(store: EventStore, user_id: str, params: MultiParams, key: str) 
     }
     if page.next_after is not None:
         out["cursor"] = render_cursor(page.next_after)
+    return out
+
+
+async def answer(
+    store: EventStore,
+    history: EventHistory | None,
+    user_id: str,
+    params: MultiParams,
+    key: str,
+    *,
+    horizon_ms: int,
+) -> dict[str, Any]:
+    """The view's page, continued into (or coming from) the delivery log across the horizon.
+
+    Newest first: the view, then the log. Oldest first: the log, then the view.
+    """
+    query = parse_query(params)
+    if history is None:
+        return _hot_page(store, user_id, query, key, horizon_ms=None)
+
+    async def older(limit: int) -> tuple[list[dict[str, Any]], str | None]:
+        hq = history_query(query, user_id, horizon_ms=horizon_ms, limit=limit)
+        if hq is None or limit <= 0:
+            return [], None
+        rows = await asyncio.to_thread(history.query, hq)
+        cursor = None
+        if len(rows) == limit:
+            cursor = render_history_cursor(rows[-1].time, rows[-1].event_id)
+        return [historical_json(r) for r in rows], cursor
+
+    if query.latest_first:
+        return await _newest_first(store, user_id, query, key, older, horizon_ms=horizon_ms)
+    return await _oldest_first(store, user_id, query, key, older, horizon_ms=horizon_ms)
+
+
+Older = Callable[[int], Awaitable[tuple[list[dict[str, Any]], str | None]]]
+
+
+async def _newest_first(
+    store: EventStore, user_id: str, query: EventQuery, key: str, older: Older, *, horizon_ms: int
+) -> dict[str, Any]:
+    if query.history_after is not None:
+        entries, cursor = await older(query.count)
+        return _page(key, entries, cursor)
+    hot = _hot_page(store, user_id, query, key, horizon_ms=horizon_ms)
+    if "cursor" in hot:
+        return hot
+    entries, cursor = await older(query.count - len(hot[key]))
+    return _page(key, [*hot[key], *entries], cursor)
+
+
+async def _oldest_first(
+    store: EventStore, user_id: str, query: EventQuery, key: str, older: Older, *, horizon_ms: int
+) -> dict[str, Any]:
+    if query.after is not None:  # already past the log, in the view
+        return _hot_page(store, user_id, query, key, horizon_ms=horizon_ms)
+    entries, cursor = await older(query.count)
+    if cursor is not None:
+        return _page(key, entries, cursor)
+    rest = replace(query, count=query.count - len(entries), history_after=None)
+    hot = _hot_page(store, user_id, rest, key, horizon_ms=horizon_ms) if rest.count > 0 else {}
+    return _page(key, [*entries, *hot.get(key, [])], hot.get("cursor"))
+
+
+def _page(key: str, entries: list[dict[str, Any]], cursor: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {key: entries}
+    if cursor is not None:
+        out["cursor"] = cursor
     return out

@@ -33,6 +33,9 @@ _COLUMNS = (
 )
 
 
+_CREATED = ("message_id", "labels")
+
+
 def _us(ms: int) -> int:
     return ms * 1000
 
@@ -61,6 +64,25 @@ def row_filter(q: HistoryQuery) -> BooleanExpression:
         ("message_id", q.message_ids),
         ("state", q.states),
         ("url", q.urls),
+    ):
+        if values:
+            expr = And(expr, _pred(In, column, set(values)))
+    return expr
+
+
+def has_details(q: HistoryQuery) -> bool:
+    """Filters on what only a message's CREATED row carries (group, queue, schedule, labels)."""
+    return bool(q.topic_names or q.schedule_ids or q.queue_names or q.labels)
+
+
+def created_filter(q: HistoryQuery) -> BooleanExpression:
+    """The CREATED rows whose message matches the detail filters: every state of such a message
+    belongs to the answer, though only its CREATED row names its queue, group or schedule."""
+    expr: BooleanExpression = And(
+        And(_pred(EqualTo, "user_id", q.user_id), _pred(EqualTo, "state", "CREATED")),
+        _pred(LessThan, "event_time", _us(q.before_ms)),
+    )
+    for column, values in (
         ("topic_name", q.topic_names),
         ("schedule_id", q.schedule_ids),
         ("queue_name", q.queue_names),
@@ -73,9 +95,13 @@ def row_filter(q: HistoryQuery) -> BooleanExpression:
 def sql(q: HistoryQuery) -> tuple[str, list[Any]]:
     where: list[str] = []
     params: list[Any] = []
-    if q.labels:
-        where.append("list_has_any(coalesce(labels, []::VARCHAR[]), ?::VARCHAR[])")
-        params.append(list(q.labels))
+    if has_details(q):
+        # ``created`` holds the CREATED rows of created_filter(q); labels are checked here.
+        matching = "SELECT message_id FROM created"
+        if q.labels:
+            matching += " WHERE list_has_any(coalesce(labels, []::VARCHAR[]), ?::VARCHAR[])"
+            params.append(list(q.labels))
+        where.append(f"message_id IN ({matching})")
     desc = q.order == "latestFirst"
     if q.after is not None:
         after_time = datetime.fromtimestamp(q.after[0] / 1000, tz=UTC)
@@ -121,6 +147,9 @@ class IcebergHistory:
             with duckdb.connect() as con:
                 con.execute("SET TimeZone = 'UTC'")
                 con.register("page", page)
+                if has_details(q):
+                    created = table.scan(row_filter=created_filter(q), selected_fields=_CREATED)
+                    con.register("created", created.to_arrow())
                 rows = con.execute(text, params).fetchall()
         return [_event(r) for r in rows]
 

@@ -82,8 +82,16 @@ def test_filters_are_or_within_and_across(history: IcebergHistory) -> None:
     states = history.query(_q(states=["FAILED", "ERROR"], message_ids=["msg_0"]))
     assert [e.state for e in states] == ["FAILED", "ERROR"]
     assert history.query(_q(states=["FAILED"], message_ids=["msg_1"])) == []
+    # Only CREATED rows name labels and queues; the answer holds every state of such a message.
     labelled = history.query(_q(labels=["a", "zzz"]))
-    assert [e.message_id for e in labelled] == ["msg_0"]
+    assert [(e.message_id, e.state) for e in labelled] == [
+        ("msg_0", "FAILED"),
+        ("msg_0", "ERROR"),
+        ("msg_0", "CREATED"),
+    ]
+    queued = history.query(_q(queue_names=["q"], states=["FAILED"]))
+    assert [(e.message_id, e.state) for e in queued] == [("msg_0", "FAILED")]
+    assert history.query(_q(queue_names=["q"], labels=["b"], states=["DELIVERED"])) == []
     ranged = history.query(_q(from_ms=T0 + 1000, to_ms=T0 + 3000, order="earliestFirst"))
     assert [e.time - T0 for e in ranged] == [1000, 2000, 3000]
 
