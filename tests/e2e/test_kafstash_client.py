@@ -2,8 +2,7 @@
 broker, delivering to a real sink. Every receipt is verified twice: by the sink with the official
 Receiver, and here with ours.
 
-Schedules and enqueue are not served yet; their requests are pinned in
-tests/unit/test_client_mock.py.
+The exact requests of every method are also pinned in tests/unit/test_client_mock.py.
 """
 
 from __future__ import annotations
@@ -171,3 +170,31 @@ async def test_async_client(stack: Stack, receiver: Receiver, sink: Sink, route:
             await client.cancel_message("msg_doesnotexist")
     got = verified(receiver, sink, sink.wait_count(path, 2, timeout=60))
     assert {r.message_id for r in got} == {result.message_id, batched.message_id}
+
+
+def test_enqueue_keeps_fifo_and_schedules_fire(
+    client: Client, receiver: Receiver, sink: Sink, route: Route
+) -> None:
+    slow = route("slow/300")
+    for i in range(3):
+        client.enqueue(queue="client-q", url=sink.url(slow), body=f"m{i}")
+    got = verified(receiver, sink, sink.wait_count(slow, 3, timeout=60))
+    assert [r.body for r in got] == [b"m0", b"m1", b"m2"]  # parallelism 1: publish order
+
+    ticks = route("ok") + "-tick"
+    sid = client.schedules.create(
+        destination=sink.url(ticks), cron="*/2 * * * * *", body="tick", schedule_id="client-s"
+    )
+    assert sid == "client-s"
+    assert client.schedules.get(sid).cron == "*/2 * * * * *"
+    assert [s.schedule_id for s in client.schedules.list()] == [sid]
+    client.schedules.pause(sid)
+    assert client.schedules.get(sid).paused
+    client.schedules.resume(sid)
+    assert not client.schedules.get(sid).paused
+    [first] = verified(receiver, sink, sink.wait_count(ticks, 1, timeout=30))[:1]
+    assert first.headers["Upstash-Schedule-Id"] == sid
+    assert first.body == b"tick"
+    client.schedules.delete(sid)
+    with pytest.raises(NotFound):
+        client.schedules.get(sid)
