@@ -45,6 +45,9 @@ class LoadResult:
     acked: set[str] = field(default_factory=set)
     outcomes: Counter[str] = field(default_factory=Counter)  # "201", "503", "ClientError", ...
     answer: HdrHistogram = field(default_factory=histogram)  # intended → 2xx answer, acked only
+    # actual send → 2xx answer: the gap to ``answer`` is time lost before the request left
+    answer_from_send: HdrHistogram = field(default_factory=histogram)
+    first_intended_ns: int = 0
     last_sent_ns: int = 0
 
 
@@ -69,6 +72,7 @@ async def open_loop(
 
     async def one(nonce: str, intended_ns: int) -> None:
         body = (nonce.encode() + b" " + pad)[: max(body_bytes, len(nonce) + 1)]
+        started = time.monotonic_ns()
         try:
             async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
                 await resp.read()
@@ -78,10 +82,13 @@ async def open_loop(
             return
         res.outcomes[str(status)] += 1
         if 200 <= status < 300:
-            record(res.answer, time.monotonic_ns() - intended_ns)
+            done = time.monotonic_ns()
+            record(res.answer, done - intended_ns)
+            record(res.answer_from_send, done - started)
             res.acked.add(nonce)
 
     t0 = time.monotonic_ns() + 50_000_000
+    res.first_intended_ns = t0
     for i in range(res.planned):
         intended = t0 + i * interval_ns
         wait = intended - time.monotonic_ns()

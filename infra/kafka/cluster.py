@@ -148,6 +148,15 @@ class LocalCluster:
     def running(self) -> list[ClusterNode]:
         return [node for node in self.nodes if node.is_running()]
 
+    def is_running(self) -> bool:
+        """Every node is up (a killed node makes this False until start_node)."""
+        return bool(self.nodes) and all(node.is_running() for node in self.nodes)
+
+    @property
+    def logs_dir(self) -> Path:
+        """Each node logs under ``node-<id>/logs`` in here."""
+        return self.data_dir
+
     # -- lifecycle
 
     def start(self, timeout: float = 120) -> None:
@@ -157,6 +166,7 @@ class LocalCluster:
         attempts_left = 2
         while True:
             if not self.nodes:
+                self._refuse_old_stores()
                 self._plan()
             try:
                 self._start_nodes([node for node in self.nodes if not node.is_running()], timeout)
@@ -177,6 +187,16 @@ class LocalCluster:
         self.startup_seconds = time.monotonic() - began
         log.info("Kafka cluster of %d ready at %s in %.1fs", self.n, self.bootstrap,
                  self.startup_seconds)  # fmt: skip
+
+    def _refuse_old_stores(self) -> None:
+        # Ports and voters are chosen afresh for each LocalCluster; an old store's quorum state
+        # would name other endpoints. Restarting single nodes (start_node) keeps their ports.
+        old = sorted(self.data_dir.glob("node-*/data/meta.properties"))
+        if old:
+            raise BrokerError(
+                f"{self.data_dir} holds a cluster from an earlier run ({old[0].parent.parent}); "
+                "a LocalCluster always starts fresh: remove it or choose another directory"
+            )
 
     def _plan(self) -> None:
         ports = _free_ports(2 * self.n)
