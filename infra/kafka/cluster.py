@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from infra.kafka.broker import (
@@ -282,6 +283,17 @@ class LocalCluster:
         for t in topics:
             for p in t["partitions"]:
                 out[int(p["partition"])] = (int(p["leader"]), [int(r) for r in p["isr"]])
+        return out
+
+    def topic_config(self, topic: str) -> dict[str, str]:
+        """The topic's effective configuration (name → value), e.g. ``min.insync.replicas``."""
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+        responses = _run(self._admin_call(lambda admin: admin.describe_configs([resource])))
+        out: dict[str, str] = {}
+        for response in responses:
+            for res in response.to_object()["resources"]:
+                for entry in res["config_entries"]:
+                    out[entry["config_names"]] = entry["config_value"]
         return out
 
     async def _admin_call(self, call: Any) -> Any:

@@ -70,6 +70,7 @@ def test_broker_kill_in_three_node_cluster(cluster: LocalCluster, cluster_stack:
     requests = Settings.from_env(stack.env).topics.requests
     leaders = cluster.partitions(requests)
     assert all(len(isr) == 3 for _leader, isr in leaders.values()), leaders
+    assert cluster.topic_config(requests)["min.insync.replicas"] == "2"
     victim = leaders[0][0]
     pids = {role: p.pid for role, p in stack.procs.items()}
     sink = Sink(stack.user.current_signing_key, stack.user.next_signing_key)

@@ -81,6 +81,7 @@ def test_cluster_forms_and_survives_one_node_down(tmp_path: Path) -> None:
         topic = f"cluster-{uuid.uuid4().hex[:8]}"
         asyncio.run(create_topic(cluster.bootstrap, topic))
         assert sorted(wait_isr(cluster, topic, 3)) == [1, 2, 3]
+        assert cluster.topic_config(topic)["min.insync.replicas"] == "2"
         before = [f"before-{i}".encode() for i in range(20)]
         asyncio.run(produce(cluster.bootstrap, topic, before))
 
