@@ -89,15 +89,15 @@ async def drain(
     session: aiohttp.ClientSession,
     sink: SinkProcess,
     want: int,
-    baseline_distinct: int,
+    kind: str,
     args: argparse.Namespace,
     began: float,
 ) -> float:
-    """Wait for ``want`` distinct soak arrivals; returns seconds waited (settle excluded)."""
+    """Wait for ``want`` distinct nonces starting with ``kind``; returns seconds waited."""
     start = time.monotonic()
     seen, since = -1, start
     while True:
-        got = (await sink_get(session, sink, "_count"))["distinct"] - baseline_distinct
+        got = (await sink_get(session, sink, "_count"))["distinct"].get(kind, 0)
         now = time.monotonic()
         if got != seen:
             seen, since = got, now
@@ -261,8 +261,7 @@ async def run(args: argparse.Namespace, procs: Procs, workdir: Path, began: floa
                                headers=auth, prefix="s")  # fmt: skip
         cpu = meter.stop(cpu0)
         log(f"sent {load.sent}, acked {len(load.acked)}; draining", began)
-        base_distinct = sum(1 for n in arrivals if not n.startswith("s"))
-        drain_s = await drain(session, sink, len(load.acked), base_distinct, args, began)
+        drain_s = await drain(session, sink, len(load.acked), "s", args, began)
         arrivals = await sink_get(session, sink, "_arrivals")
     soak = {n: v for n, v in arrivals.items() if n.startswith("s")}
     t = tally(load, soak, args.window)

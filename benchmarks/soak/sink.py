@@ -3,8 +3,9 @@
 Every POST is answered 200 at once. The body starts with the publisher's nonce and a space; the
 sink keeps, per nonce, the first arrival (``time.monotonic_ns()``, a system-wide clock on Linux,
 so the generator can compare it with its own intended send times) and how many times it came.
-``GET /_count`` gives ``{"total": n, "distinct": n}``, ``GET /_arrivals`` gives
-``{nonce: [first_ns, count]}``. It listens on a socket the parent bound and passes as FD.
+``GET /_count`` gives ``{"total": n, "distinct": {first letter of the nonce: n}}`` (one letter
+per phase), ``GET /_arrivals`` gives ``{nonce: [first_ns, count]}``. It listens on a socket the
+parent bound and passes as FD.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from benchmarks.servers import _lifespan, _read_body
 _OK = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
 _arrivals: dict[str, list[int]] = {}  # nonce -> [first arrival ns, count]
 _total = 0
+_distinct: dict[str, int] = {}  # first letter of the nonce (one per phase) -> distinct nonces
 
 
 async def _json(send: Any, payload: object) -> None:
@@ -37,7 +39,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     now = time.monotonic_ns()
     path: str = scope["path"]
     if path == "/_count":
-        await _json(send, {"total": _total, "distinct": len(_arrivals)})
+        await _json(send, {"total": _total, "distinct": _distinct})
         return
     if path == "/_arrivals":
         await _json(send, _arrivals)
@@ -47,6 +49,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     seen = _arrivals.get(nonce)
     if seen is None:
         _arrivals[nonce] = [now, 1]
+        _distinct[nonce[:1]] = _distinct.get(nonce[:1], 0) + 1
     else:
         seen[1] += 1
     await send({"type": "http.response.start", "status": 200, "headers": _OK})
