@@ -1,9 +1,10 @@
 """Run a local Kafka broker in the foreground.
 
-Usage: ``python -m infra.kafka [--data-dir DIR] [--port N]``.
+Usage: ``python -m infra.kafka [--data-dir DIR] [--port N | --nodes 3]``.
 
 Prints the bootstrap address once the broker is ready; Ctrl-C or SIGTERM stops it cleanly.
-Reusing a ``--data-dir`` keeps its topics and records (and its ports).
+Reusing a ``--data-dir`` keeps its topics and records (and its ports). ``--nodes N`` runs a
+LocalCluster of N combined KRaft nodes instead (fresh each time; use KAFSTASH_REPLICATION=3).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from infra.kafka.broker import BrokerError, LocalBroker
+from infra.kafka.cluster import LocalCluster
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=None, help="client port (default: a free one)")
     parser.add_argument("--timeout", type=float, default=90, help="seconds to wait for readiness")
+    parser.add_argument("--nodes", type=int, default=1, help="run a cluster of this many nodes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -41,7 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    broker = LocalBroker(args.data_dir, port=args.port)
+    if args.nodes > 1 and args.port is not None:
+        parser.error("--port applies to a single broker; a cluster picks free ports")
+    broker: LocalBroker | LocalCluster = (
+        LocalCluster(args.data_dir, n=args.nodes)
+        if args.nodes > 1
+        else LocalBroker(args.data_dir, port=args.port)
+    )
     try:
         broker.start(timeout=args.timeout)
     except BrokerError as exc:

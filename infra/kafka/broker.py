@@ -426,6 +426,11 @@ class LocalBroker:
             self._pick_missing_ports()
 
     def _write_properties(self) -> None:
+        text = "".join(f"{key}={value}\n" for key, value in self._properties().items())
+        self.properties_path.write_text("# Written by infra.kafka.LocalBroker\n" + text)
+
+    def _properties(self) -> dict[str, str]:
+        """server.properties as a dict; infra.kafka.cluster overrides the quorum entries."""
         port, cport = self.port, self.controller_port
         props = {
             "process.roles": "broker,controller",
@@ -456,9 +461,8 @@ class LocalBroker:
             "num.network.threads": "2",
             "num.io.threads": "2",
             "num.recovery.threads.per.data.dir": "1",
-        } | self.extra_properties
-        text = "".join(f"{key}={value}\n" for key, value in props.items())
-        self.properties_path.write_text("# Written by infra.kafka.LocalBroker\n" + text)
+        }
+        return props | self.extra_properties
 
     def _classpath(self, libs: Path) -> str:
         return f"{libs}/*"
@@ -470,8 +474,7 @@ class LocalBroker:
             f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
             f"-Dkafka.logs.dir={self.logs_dir}",
             "-cp", self._classpath(libs),
-            "kafka.tools.StorageTool", "format", "--standalone",
-            "-t", _new_cluster_id(),
+            "kafka.tools.StorageTool", "format", *self._format_args(),
             "-c", str(self.properties_path),
         ]  # fmt: skip
         try:
@@ -490,6 +493,10 @@ class LocalBroker:
             output = _tail(proc.stdout + proc.stderr, _LOG_TAIL_LINES)
             raise BrokerError(f"Kafka storage format failed (exit {proc.returncode}):\n{output}")
         log.debug("Formatted %s in %.1fs", self.log_dirs, time.monotonic() - began)
+
+    def _format_args(self) -> list[str]:
+        """The storage tool's quorum and cluster-id arguments: a fresh single-node quorum."""
+        return ["--standalone", "-t", _new_cluster_id()]
 
     def _launch(self, java: str, libs: Path) -> None:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
