@@ -131,39 +131,38 @@ class Api:
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         cfg = self.config
+        log_ = KafkaLog(cfg.bootstrap, timeout_s=cfg.produce_timeout_s)
+        waiter = DecisionWaiter(cfg.bootstrap, cfg.topics.decisions)
+        view = MessagesView(cfg.bootstrap, cfg.topics.messages)
+        group_view = groups.open_view(cfg.bootstrap, cfg.topics.state)
+        dlq_view = dlq.open_view(cfg.bootstrap, cfg.topics.dlq)
+        events_view = EventsView(
+            cfg.bootstrap, cfg.topics.events, retention_ms=cfg.events_retention_ms, clock=self.clock
+        )
+        key_view: keys.KeysView = CompactedView(cfg.bootstrap, cfg.topics.keys, keys.decode)
+        schedule_view = ScheduleView(cfg.bootstrap, cfg.topics.state)
+        gate_view = GateStateView(cfg.bootstrap, cfg.topics.state)
         async with contextlib.AsyncExitStack() as stack:
-            self.log = await stack.enter_async_context(
-                KafkaLog(cfg.bootstrap, timeout_s=cfg.produce_timeout_s)
+            # Each view reads its topic up to the end before the API may answer; reading them
+            # one after another made every start (and every restart after a crash) wait for
+            # the sum of those catch-ups.
+            await _enter_all(
+                stack,
+                log_,
+                waiter,
+                view,
+                group_view,
+                dlq_view,
+                events_view,
+                key_view,
+                schedule_view,
+                gate_view,
             )
-            self.waiter = await stack.enter_async_context(
-                DecisionWaiter(cfg.bootstrap, cfg.topics.decisions)
-            )
-            self.view = await stack.enter_async_context(
-                MessagesView(cfg.bootstrap, cfg.topics.messages)
-            )
-            self.groups = await stack.enter_async_context(
-                groups.open_view(cfg.bootstrap, cfg.topics.state)
-            )
-            self.dlq = await stack.enter_async_context(dlq.open_view(cfg.bootstrap, cfg.topics.dlq))
-            self.events_view = await stack.enter_async_context(
-                EventsView(
-                    cfg.bootstrap,
-                    cfg.topics.events,
-                    retention_ms=cfg.events_retention_ms,
-                    clock=self.clock,
-                )
-            )
-            self.key_view = await stack.enter_async_context(
-                CompactedView(cfg.bootstrap, cfg.topics.keys, keys.decode)
-            )
-            self.schedules = await stack.enter_async_context(
-                ScheduleView(cfg.bootstrap, cfg.topics.state)
-            )
+            self.log, self.waiter, self.view = log_, waiter, view
+            self.groups, self.dlq, self.events_view = group_view, dlq_view, events_view
+            self.key_view, self.schedules, self.gate_state = key_view, schedule_view, gate_view
             self.message_state = event_message_state(
-                self.events_view.latest_state, pending_message_state(self.view)
-            )
-            self.gate_state = await stack.enter_async_context(
-                GateStateView(cfg.bootstrap, cfg.topics.state)
+                events_view.latest_state, pending_message_state(view)
             )
             log.info("api ready")
             yield
@@ -439,6 +438,17 @@ class Api:
     read_body = _body
     check_destination = _check_destination
     submit = _submit
+
+
+async def _enter_all(stack: contextlib.AsyncExitStack, *managers: Any) -> None:
+    """Enter async context managers concurrently; each entered one is exited by ``stack``."""
+    results = await asyncio.gather(*(m.__aenter__() for m in managers), return_exceptions=True)
+    for manager, result in zip(managers, results, strict=True):
+        if not isinstance(result, BaseException):
+            stack.push_async_exit(manager)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _results_json(
