@@ -37,6 +37,10 @@ class EventQuery:
     latest_first: bool = True
     after: Position | None = None
     history_after: tuple[int, str] | None = None
+    in_history: bool = False  # the page continues in the delivery log (newest first)
+
+
+HISTORY_START = "h"  # newest first: the view is done, the log starts at the horizon
 
 
 def parse_history_cursor(raw: str) -> tuple[int, str]:
@@ -80,12 +84,14 @@ def parse_query(params: MultiParams) -> EventQuery:
         raise ApiError("invalid order: use latestFirst or earliestFirst")
     cursor = values(params, "cursor")
     historic = bool(cursor) and cursor[0].startswith("h")
+    resumed = historic and cursor[0] != HISTORY_START
     return EventQuery(
         filter=parse_filter(params),
         count=count,
         latest_first=order == "latestFirst",
         after=parse_cursor(cursor[0]) if cursor and not historic else None,
-        history_after=parse_history_cursor(cursor[0]) if historic else None,
+        history_after=parse_history_cursor(cursor[0]) if resumed else None,
+        in_history=historic,
     )
 
 
@@ -281,6 +287,8 @@ async def answer(
         return [historical_json(r) for r in rows], cursor
 
     if query.latest_first:
+        if history_query(query, user_id, horizon_ms=horizon_ms, limit=1) is None:
+            return _hot_page(store, user_id, query, key, horizon_ms=horizon_ms)
         return await _newest_first(store, user_id, query, key, older, horizon_ms=horizon_ms)
     return await _oldest_first(store, user_id, query, key, older, horizon_ms=horizon_ms)
 
@@ -291,13 +299,16 @@ Older = Callable[[int], Awaitable[tuple[list[dict[str, Any]], str | None]]]
 async def _newest_first(
     store: EventStore, user_id: str, query: EventQuery, key: str, older: Older, *, horizon_ms: int
 ) -> dict[str, Any]:
-    if query.history_after is not None:
+    if query.in_history:
         entries, cursor = await older(query.count)
         return _page(key, entries, cursor)
     hot = _hot_page(store, user_id, query, key, horizon_ms=horizon_ms)
     if "cursor" in hot:
         return hot
-    entries, cursor = await older(query.count - len(hot[key]))
+    room = query.count - len(hot[key])
+    if room == 0:  # the view is done and the page is full: the next page starts in the log
+        return _page(key, hot[key], HISTORY_START)
+    entries, cursor = await older(room)
     return _page(key, [*hot[key], *entries], cursor)
 
 

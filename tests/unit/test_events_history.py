@@ -63,15 +63,18 @@ async def _all(store: EventStore, history: FakeHistory, **params: str) -> list[s
     raise AssertionError("the cursor never ended")
 
 
-async def test_newest_first_continues_from_the_view_into_the_log() -> None:
+@pytest.mark.parametrize("count", ["1", "3", "5", "100"])
+async def test_newest_first_continues_from_the_view_into_the_log(count: str) -> None:
+    # 5 fills the first page with the view exactly: the next page must still reach the log.
     history = FakeHistory()
-    got = await _all(_store(), history, count="3")
+    got = await _all(_store(), history, count=count)
     assert got == [f"new_{i}" for i in range(4, -1, -1)] + [f"old_{i}" for i in range(9, -1, -1)]
 
 
-async def test_oldest_first_starts_in_the_log_then_the_view() -> None:
+@pytest.mark.parametrize("count", ["1", "4", "10", "100"])
+async def test_oldest_first_starts_in_the_log_then_the_view(count: str) -> None:
     history = FakeHistory()
-    got = await _all(_store(), history, count="4", order="earliestFirst")
+    got = await _all(_store(), history, count=count, order="earliestFirst")
     assert got == [f"old_{i}" for i in range(10)] + [f"new_{i}" for i in range(5)]
 
 
