@@ -61,6 +61,15 @@ def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
         yield s
 
 
+@pytest.fixture(scope="module")
+def module_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One kafstash for a whole module, for modules whose tests share no state: each test uses
+    its own routes (``route``), ids and names. A module opts in by overriding ``stack`` with it;
+    starting a stack costs ~5 s, and the suite must stay within its time budget."""
+    with Stack(kafka_bootstrap, tmp_path_factory.mktemp("module-stack")) as s:
+        yield s
+
+
 @pytest.fixture
 def sink(stack: Stack) -> Iterator[Sink]:
     with Sink(

@@ -18,6 +18,13 @@ from tests.stack import Stack
 
 pytestmark = [pytest.mark.broker, pytest.mark.js]
 
+
+@pytest.fixture(scope="module")
+def stack(module_stack: Stack) -> Stack:
+    """This module's tests share one kafstash (tests/conftest.py, ``module_stack``)."""
+    return module_stack
+
+
 WAIT = 60  # seconds to wait for a delivery; the machine may be busy with other test runs
 DEV_KEYS = {
     "current": "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r",

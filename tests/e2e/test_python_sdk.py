@@ -19,6 +19,12 @@ from tests.stack import Stack
 pytestmark = pytest.mark.broker
 
 
+@pytest.fixture(scope="module")
+def stack(module_stack: Stack) -> Stack:
+    """This module's tests share one kafstash (tests/conftest.py, ``module_stack``)."""
+    return module_stack
+
+
 @pytest.fixture
 def client(stack: Stack) -> Iterator[QStash]:
     c = QStash(stack.token, base_url=stack.base_url)

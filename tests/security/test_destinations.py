@@ -8,7 +8,6 @@ message accepted while its destination was allowed is refused by the sender once
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,9 +23,10 @@ GUARDED = {
 }
 
 
-@pytest.fixture
-def guarded(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
-    with Stack(kafka_bootstrap, tmp_path, env=GUARDED) as s:
+@pytest.fixture(scope="module")
+def guarded(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # One guarded stack for the module: every test uses its own destinations and routes.
+    with Stack(kafka_bootstrap, tmp_path_factory.mktemp("guarded"), env=GUARDED) as s:
         yield s
 
 
