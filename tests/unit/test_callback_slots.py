@@ -151,3 +151,21 @@ def test_a_dlq_retry_of_a_callback_holds_no_slot() -> None:
     [cb] = _callbacks(_after(_msg(callback=CB), Delivered())).values()
     again = republished(cb, view=None, built=None, now_ms=50)
     assert (again.release_of, again.release_gates) == (None, [])
+
+
+@pytest.mark.parametrize(
+    ("kw", "outcome", "roles"),
+    [
+        ({}, Delivered(), ["events", "events", "messages", "gates"]),
+        ({"callback": CB}, Delivered(), ["events", "events", "messages", "requests"]),
+        ({"callback": CB}, RetryAt(at_ms=5, reason="x"), ["events"] * 3 + ["timers", "requests"]),
+        ({}, DeadLetter(reason="x"), ["events"] * 3 + ["messages", "gates", "dlq"]),
+        (
+            {"callback": CB, "failure_callback": FCB},
+            DeadLetter(reason="x"),
+            ["events"] * 3 + ["messages", "dlq", "requests", "requests"],
+        ),
+    ],
+)
+def test_records_of_each_outcome(kw: dict[str, str], outcome: Outcome, roles: list[str]) -> None:
+    assert [t for t, _, _ in _after(_msg(1, **kw), outcome)] == roles
