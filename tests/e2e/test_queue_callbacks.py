@@ -81,7 +81,7 @@ def test_python_queue_waits_for_callbacks_and_enqueues_to_a_group(
         assert (r.body, r.headers["Upstash-Topic-Name"]) == (b"G", "qgrp")
         assert r.signature_ok, r.signature_error
     assert max_overlap(got, 400) == 1
-    with pytest.raises(QStashError, match="not found"):
+    with pytest.raises(QStashError, match="status: 404"):
         client.message.enqueue(queue=name, url_group="nogrp", body="x")
 
 
