@@ -66,3 +66,8 @@ class Message(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=T
     # ``REDACTED:<sha256>`` everywhere a message is stored for reading (views, events, DLQ
     # listings, the Iceberg log); only the delivery itself uses the originals.
     redact: list[str] = []
+    # Set on a callback / failure-callback message only: when it is DELIVERED or FAILED, the
+    # queue slots of message ``release_of`` in gates ``release_gates`` are freed (QStash keeps a
+    # queue's next message back until the current one's callback has finished too).
+    release_of: str | None = None
+    release_gates: list[str] = []

@@ -88,6 +88,9 @@ def republished(
         "created_at": now_ms,
         "not_before": now_ms,
         "dedup_id": None,
+        # The queue slot a failed callback held was freed when it failed: a retry holds none.
+        "release_of": None,
+        "release_gates": [],
     }
     if view is not None and built is not None:
         for header, fields in _OVERRIDES.items():

@@ -117,6 +117,10 @@ def cancel_records(topics: Topics, message: Message, requested_at: int) -> list[
     out: list[Record] = [(topics.timers, message.message_id.encode(), codec.encode(cancel))]
     withdraw = Withdraw(message_id=message.message_id)
     out.extend(gate_record(topics, g, withdraw) for g in gates_of(message))
+    if message.release_of is not None:
+        # A cancelled callback message never finishes: free the queue slots it was holding.
+        source = Withdraw(message_id=message.release_of)
+        out.extend(gate_record(topics, g, source) for g in message.release_gates)
     return out
 
 

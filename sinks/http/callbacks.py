@@ -21,6 +21,7 @@ from schemas.commands import DeliveryDue, PublishRequest
 from schemas.defaults import CALLBACK_SOURCE_BODY_LIMIT
 from schemas.message import CallbackOptions, Message
 from schemas.redact import redacted
+from sinks.http import slots
 
 Kind = Literal["callback", "failure-callback"]
 
@@ -120,8 +121,10 @@ def callbacks_after(
     error: str | None,
     dlq_id: str | None,
     now_ms: int,
+    carrier: Kind | None = None,
 ) -> list[PublishRequest]:
-    """The callback messages that follow one attempt (none when the message asked for none)."""
+    """The callback messages that follow one attempt (none when the message asked for none);
+    the one of kind ``carrier`` also frees the source's queue slots when it finishes."""
     m = due.message
     out: list[PublishRequest] = []
 
@@ -147,6 +150,8 @@ def callbacks_after(
                 now_ms=now_ms,
             )
         )
+    if carrier == "callback" and out:
+        out[-1] = slots.carrying(out[-1], m)
     if final_failure and m.failure_callback:
         out.append(
             callback_request(
@@ -159,4 +164,6 @@ def callbacks_after(
                 now_ms=now_ms,
             )
         )
+        if carrier == "failure-callback":
+            out[-1] = slots.carrying(out[-1], m)
     return out

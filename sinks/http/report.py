@@ -5,8 +5,8 @@ from collections.abc import Iterable
 from schemas.commands import DeliveryDue, Schedule
 from schemas.dlq import DlqEntry, dlq_id, dlq_key
 from schemas.events import MessageEvent, State
-from schemas.gates import Release, gates_of
 from schemas.message import Message
+from sinks.http import slots
 from sinks.http.callbacks import callbacks_after
 from sinks.http.outcome import DeadLetter, Delivered, Outcome, RetryAt
 
@@ -15,10 +15,10 @@ RESPONSE_BODY_LIMIT = 4096  # bytes of a destination's answer kept in events (au
 Record = tuple[str, str, object | None]  # (topic role, key, record or tombstone)
 
 
-def releases(message: Message) -> list[Record]:
-    """A finished message frees its queue / flow-control slots (QStash also waits for callbacks
-    before freeing a queue slot; kafstash frees it at DELIVERED or FAILED)."""
-    return [("gates", g, Release(message_id=message.message_id)) for g in gates_of(message)]
+def releases(message: Message, carried_by: slots.Carrier | None = None) -> list[Record]:
+    """A finished message frees its queue / flow-control slots, except the queue slots its
+    callback message now carries (sinks/http/slots.py), plus the slots it carries itself."""
+    return slots.releases(message, carried_by=carried_by)
 
 
 def after_attempt(
@@ -33,9 +33,15 @@ def after_attempt(
     now_ms: int,
     response_headers: dict[str, list[str]] | None = None,
 ) -> list[Record]:
+    carrier = slots.carrier(
+        due.message,
+        final=not isinstance(outcome, RetryAt),
+        failed=isinstance(outcome, DeadLetter),
+    )
     records = _state_records(
         due,
         outcome,
+        carrier=carrier,
         status=status,
         response_headers=response_headers,
         response_body=response_body,
@@ -54,6 +60,7 @@ def after_attempt(
             response_body=response_body,
             error=error,
             now_ms=now_ms,
+            carrier=carrier,
         ),
     ]
 
@@ -67,6 +74,7 @@ def _follow_ups(
     response_body: bytes | None,
     error: str | None,
     now_ms: int,
+    carrier: slots.Carrier | None = None,
 ) -> list[Record]:
     """The DLQ entry of a final failure, and the callback messages of the attempt."""
     m = due.message
@@ -95,6 +103,7 @@ def _follow_ups(
         error=error,
         dlq_id=dlq,
         now_ms=now_ms,
+        carrier=carrier,
     ):
         out.append(("requests", req.dedup_key or req.message.message_id, req))
     return out
@@ -111,6 +120,7 @@ def _state_records(
     started_ms: int,
     now_ms: int,
     response_headers: dict[str, list[str]] | None = None,
+    carrier: slots.Carrier | None = None,
 ) -> list[Record]:
     m = due.message
     mid = m.message_id
@@ -147,7 +157,7 @@ def _state_records(
                 *first,
                 ("events", mid, event("DELIVERED")),
                 ("messages", mid, None),
-                *releases(m),
+                *releases(m, carrier),
             ]
         case RetryAt(at_ms=at_ms, reason=reason):
             retry = Schedule(message=m, due=at_ms, retried=due.retried + 1)
@@ -163,7 +173,7 @@ def _state_records(
                 ("events", mid, event("ERROR", error=error or reason)),
                 ("events", mid, event("FAILED", error=reason)),
                 ("messages", mid, None),
-                *releases(m),
+                *releases(m, carrier),
             ]
 
 
