@@ -23,8 +23,8 @@ from schemas.commands import Cancel, ExpireDedup, Fire, PublishRequest, Schedule
 from schemas.schedules import ScheduleSpec, ScheduleState, Tick
 from schemas.topics import Topics
 from streams import dedup, delay, gate_runtime, schedule
-from streams.groups_view import GroupsView
 from streams.effects import Emit, Step
+from streams.groups_view import GroupsView
 from streams.timer_index import TimerIndex
 
 log = logging.getLogger(__name__)

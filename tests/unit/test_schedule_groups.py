@@ -16,14 +16,15 @@ from schemas.schedules import ScheduleSpec, Tick, group_tick_message_id
 from streams import schedule
 from streams.groups_view import GroupsView
 from streams.schedule import GROUP_NOT_FOUND, TickTarget
-from tests.unit.test_schedule import KEY, T0, Table, spec
+from tests.unit.test_schedule import EVERY_2S, KEY, T0, Table, spec
 
 A = "https://a.example/hook"
 B = "https://b.example/hook"
 
 
 def group_spec(**kw: object) -> ScheduleSpec:
-    return spec(destination="team", targets=[], url_group="team", **kw)
+    fields: dict[str, object] = {"destination": "team", "targets": [], "url_group": "team"}
+    return spec(EVERY_2S, **{**fields, **kw})
 
 
 def team(*endpoints: Endpoint) -> UrlGroup:
