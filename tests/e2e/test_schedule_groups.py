@@ -68,9 +68,8 @@ def test_python_sdk_schedule_to_url_group(
     client: QStash, stack: Stack, sink: Sink, route: Callable[[str], str]
 ) -> None:
     group, a, b = "pygrp", route("ok") + "-a", route("ok") + "-b"
-    with pytest.raises(
-        QStashError, match="status: 404.*not found"
-    ):  # no such group yet: 404, nothing stored
+    # No such group yet: 404, and nothing is stored.
+    with pytest.raises(QStashError, match=r"status: 404.*not found"):
         client.schedule.create(destination=group, cron=EVERY_2S, body="tick")
     assert client.schedule.list() == []
     client.url_group.upsert_endpoints(
