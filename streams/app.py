@@ -207,7 +207,12 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
             row = cron_row(key)
             group = None
             if row is not None and row.spec.url_group is not None:
-                group = await groups_view.get(row.spec.user_id, row.spec.url_group)
+                if not groups_view.ready.is_set():
+                    # Not caught up yet: waiting here would stall every timer of the partition.
+                    # The row is unchanged, so the same Tick counts when it comes again.
+                    asyncio.get_running_loop().call_later(1.0, ticks.add, cmd.due, cmd.schedule_key)
+                    return
+                group = groups_view.lookup(row.spec.user_id, row.spec.url_group)
             step = schedule.on_tick(cmd, row, now_ms=now_ms(), group=group)
             await apply(step, cron_table, key, ticks)
 

@@ -5,8 +5,8 @@ schemas/groups.py); a schedule whose destination is a group needs their current 
 every tick, on whichever worker owns the schedule. Every worker therefore reads the group
 records of every partition (no consumer group, nothing committed) from the beginning at each
 start, and keeps following. :meth:`GroupsView.get` waits until the first read reached the end
-offsets seen at start, so a worker that just restarted never takes an existing group for a
-deleted one.
+offsets seen at start (the tick runtime checks :attr:`GroupsView.ready` and retries the tick
+later instead), so a worker that just restarted never takes an existing group for a deleted one.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ class GroupsView:
     async def get(self, user_id: str, name: str) -> UrlGroup | None:
         """The group as it is now; waits for the first catch-up after start."""
         await self.ready.wait()
+        return self.lookup(user_id, name)
+
+    def lookup(self, user_id: str, name: str) -> UrlGroup | None:
+        """The group as it is now; only meaningful once :attr:`ready` is set."""
         return self._groups.get(group_key(user_id, name))
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:

@@ -139,8 +139,10 @@ def test_groups_view_follows_group_records_only() -> None:
         assert [e.url for e in got.endpoints] == [A]
         assert await view.get("bob", "team") is None
         assert await view.get("alice", "bad") is None
+        assert view.lookup("alice", "team") == got
         view.apply(key, None)
         assert await view.get("alice", "team") is None
+        assert view.lookup("alice", "team") is None
 
     asyncio.run(run())
 
