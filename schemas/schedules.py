@@ -34,9 +34,11 @@ class ScheduleSpec(Struct, frozen=True, kw_only=True, rename="camel", omit_defau
 
     ``template`` is the message every firing copies (method, forwarded headers, body, retries,
     callbacks, labels, ...): its id, url and times are replaced at each tick. ``targets`` are
-    the URLs a firing publishes to: ``[destination]`` for a URL; a URL group's endpoints are
-    resolved into it when group fan-out is plugged in. ``updated_at`` orders the writes of one
-    schedule, so a read view can ignore a state computed from an older spec.
+    the URLs a firing publishes to: ``[destination]`` for a URL. ``url_group`` is set (to
+    ``destination``, the group's name) when the schedule targets a URL group: its endpoints are
+    resolved at every tick, not at create time, so an endpoint added or removed later counts.
+    ``updated_at`` orders the writes of one schedule, so a read view can ignore a state
+    computed from an older spec.
     """
 
     schedule_id: str
@@ -51,6 +53,7 @@ class ScheduleSpec(Struct, frozen=True, kw_only=True, rename="camel", omit_defau
     delay_ms: int = 0
     queue_name: str | None = None
     caller_ip: str | None = None
+    url_group: str | None = None
 
     @property
     def key(self) -> str:
@@ -90,3 +93,17 @@ def tick_message_id(user_id: str, schedule_id: str, tick_ms: int, target: int, u
 def tick_dedup_key(user_id: str, schedule_id: str, tick_ms: int, target: int) -> str:
     # ``:schedule:`` never meets the API's ``<user>:id:`` / ``<user>:content:`` dedup keys.
     return f"{user_id}:schedule:{schedule_id}:{tick_ms}:{target}"
+
+
+def group_tick_message_id(user_id: str, schedule_id: str, tick_ms: int, url: str) -> str:
+    """The id of the message a group firing publishes to the endpoint ``url``.
+
+    Keyed by the endpoint's url, not its position: an endpoint removed between a tick and its
+    replay must not shift the others onto different ids (which dedup could not recognise).
+    """
+    return ids.derived_message_id("schedule-group", user_id, schedule_id, str(tick_ms), url)
+
+
+def group_tick_dedup_key(user_id: str, schedule_id: str, tick_ms: int, message_id: str) -> str:
+    # The message id already stands for the url; a url itself would make an unbounded key.
+    return f"{user_id}:schedule:{schedule_id}:{tick_ms}:{message_id}"

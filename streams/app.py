@@ -24,6 +24,7 @@ from schemas.schedules import ScheduleSpec, ScheduleState, Tick
 from schemas.topics import Topics
 from streams import dedup, delay, gate_runtime, schedule
 from streams.effects import Emit, Step
+from streams.groups_view import GroupsView
 from streams.timer_index import TimerIndex
 
 log = logging.getLogger(__name__)
@@ -193,10 +194,26 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
         raw = cron_table.get(key)
         return _cron_row.decode(raw) if raw else None
 
+    # URL groups, for schedules whose destination is one: resolved at every tick.
+    groups_view = GroupsView(cfg.bootstrap, t.state)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_groups() -> None:
+        await groups_view.run()
+
     async def on_tick(cmd: Tick) -> None:
         key = cmd.schedule_key.encode()
         async with cron_lock:
-            step = schedule.on_tick(cmd, cron_row(key), now_ms=now_ms())
+            row = cron_row(key)
+            group = None
+            if row is not None and row.spec.url_group is not None:
+                if not groups_view.ready.is_set():
+                    # Not caught up yet: waiting here would stall every timer of the partition.
+                    # The row is unchanged, so the same Tick counts when it comes again.
+                    asyncio.get_running_loop().call_later(1.0, ticks.add, cmd.due, cmd.schedule_key)
+                    return
+                group = groups_view.lookup(row.spec.user_id, row.spec.url_group)
+            step = schedule.on_tick(cmd, row, now_ms=now_ms(), group=group)
             await apply(step, cron_table, key, ticks)
 
     @app.agent(topic(t.schedules))

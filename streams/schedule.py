@@ -10,25 +10,53 @@ the same key, so the same worker owns both. Every decision is idempotent under r
   does nothing;
 - when a Tick is replayed before the advanced row was stored, the messages it publishes have
   ids and dedup keys derived from (user, schedule, tick, target), so the dedup step drops them.
+
+A schedule to a URL group (``spec.url_group``) publishes to the group's endpoints as they are
+at the tick: the runtime resolves the group (streams/groups_view.py) and passes it in, so the
+decision stays pure. Its ids and dedup keys derive from the endpoint's url, so a replayed tick
+drops every endpoint it already published to even if the group changed in between.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import msgspec
 
 from schemas import cron
 from schemas.commands import PublishRequest
+from schemas.groups import UrlGroup
 from schemas.ids import request_id
 from schemas.message import Message
 from schemas.schedules import (
     ScheduleSpec,
     ScheduleState,
     Tick,
+    group_tick_dedup_key,
+    group_tick_message_id,
     state_key,
     tick_dedup_key,
     tick_message_id,
 )
 from streams.effects import Emit, Step
+
+GROUP_NOT_FOUND = "url group not found"
+
+
+@dataclass(frozen=True, slots=True)
+class TickTarget:
+    """One endpoint a group firing publishes to (delivered with ``Upstash-Topic-Name``)."""
+
+    url: str
+    topic_name: str
+    endpoint_name: str | None = None
+
+
+def group_targets(group: UrlGroup) -> list[TickTarget]:
+    return [
+        TickTarget(url=e.url, topic_name=group.name, endpoint_name=e.name) for e in group.endpoints
+    ]
 
 
 def _next(spec: ScheduleSpec, after_ms: int) -> tuple[int | None, str | None]:
@@ -74,33 +102,75 @@ def on_delete(user_id: str, schedule_id: str, row: ScheduleState | None) -> Step
     )
 
 
-def tick_messages(spec: ScheduleSpec, due: int, *, now_ms: int) -> list[PublishRequest]:
-    """One PublishRequest per target for the tick at ``due``; ids are derived, not random."""
-    out = []
-    for i, url in enumerate(spec.targets or [spec.destination]):
-        message: Message = msgspec.structs.replace(
-            spec.template,
-            message_id=tick_message_id(spec.user_id, spec.schedule_id, due, i, url),
-            user_id=spec.user_id,
-            url=url,
-            created_at=now_ms,
-            not_before=due + spec.delay_ms,
-            schedule_id=spec.schedule_id,
-            queue_name=spec.queue_name,
-            caller_ip=spec.caller_ip,
-            dedup_id=None,
-        )
-        out.append(
-            PublishRequest(
-                request_id=request_id(),
-                message=message,
-                dedup_key=tick_dedup_key(spec.user_id, spec.schedule_id, due, i),
+def _request(
+    spec: ScheduleSpec,
+    due: int,
+    *,
+    now_ms: int,
+    url: str,
+    message_id: str,
+    dedup_key: str,
+    target: TickTarget | None,
+) -> PublishRequest:
+    message: Message = msgspec.structs.replace(
+        spec.template,
+        message_id=message_id,
+        user_id=spec.user_id,
+        url=url,
+        created_at=now_ms,
+        not_before=due + spec.delay_ms,
+        schedule_id=spec.schedule_id,
+        queue_name=spec.queue_name,
+        caller_ip=spec.caller_ip,
+        dedup_id=None,
+        topic_name=target.topic_name if target else None,
+        endpoint_name=target.endpoint_name if target else None,
+    )
+    return PublishRequest(request_id=request_id(), message=message, dedup_key=dedup_key)
+
+
+def tick_messages(
+    spec: ScheduleSpec,
+    due: int,
+    targets: Sequence[TickTarget] | None = None,
+    *,
+    now_ms: int,
+) -> list[PublishRequest]:
+    """One PublishRequest per target for the tick at ``due``; ids are derived, not random.
+
+    ``targets`` are a group schedule's resolved endpoints; a URL schedule passes None and
+    publishes to ``spec.targets`` (its destination).
+    """
+    user, sid = spec.user_id, spec.schedule_id
+    if targets is not None:
+        out = []
+        for t in targets:
+            mid = group_tick_message_id(user, sid, due, t.url)
+            key = group_tick_dedup_key(user, sid, due, mid)
+            out.append(
+                _request(
+                    spec, due, now_ms=now_ms, url=t.url, message_id=mid, dedup_key=key, target=t
+                )
             )
+        return out
+    return [
+        _request(
+            spec,
+            due,
+            now_ms=now_ms,
+            url=url,
+            message_id=tick_message_id(user, sid, due, i, url),
+            dedup_key=tick_dedup_key(user, sid, due, i),
+            target=None,
         )
-    return out
+        for i, url in enumerate(spec.targets or [spec.destination])
+    ]
 
 
-def on_tick(tick: Tick, row: ScheduleState | None, *, now_ms: int) -> Step:
+def on_tick(
+    tick: Tick, row: ScheduleState | None, *, now_ms: int, group: UrlGroup | None = None
+) -> Step:
+    """Fire ``row`` for ``tick``; ``group`` is the row's URL group as it is now (None: gone)."""
     if row is None or row.next_schedule_time != tick.due or tick.due > now_ms:
         return Step(notes=("ignored: not this schedule's current tick",))
     # From max(now, due): a tick missed while workers were down fires once, late, then the
@@ -109,7 +179,21 @@ def on_tick(tick: Tick, row: ScheduleState | None, *, now_ms: int) -> Step:
     if row.spec.paused:
         state = msgspec.structs.replace(row, next_schedule_time=nxt, error=error)
         return _publish(state, Step(notes=("skipped: paused",)))
-    requests = tick_messages(row.spec, tick.due, now_ms=now_ms)
+    targets: list[TickTarget] | None = None
+    if row.spec.url_group is not None:
+        if group is None:
+            # The group was deleted since: nothing to publish to; GET shows why, and the
+            # schedule keeps ticking so that re-creating the group resumes it.
+            state = msgspec.structs.replace(
+                row,
+                next_schedule_time=nxt,
+                last_schedule_time=tick.due,
+                last_message_ids=[],
+                error=error or GROUP_NOT_FOUND,
+            )
+            return _publish(state, Step(notes=("skipped: url group not found",)))
+        targets = group_targets(group)
+    requests = tick_messages(row.spec, tick.due, targets, now_ms=now_ms)
     emits = tuple(Emit("requests", r.dedup_key or "", r) for r in requests)
     state = msgspec.structs.replace(
         row,

@@ -96,6 +96,18 @@ async def targets(api: Api, user: User, dest: str) -> list[Target]:
     return [Target(url=e.url, topic_name=group.name, endpoint_name=e.name) for e in group.endpoints]
 
 
+async def schedule_group(api: Api, user: User, dest: str) -> str | None:
+    """The URL group a schedule to ``dest`` targets, or None when ``dest`` is a URL.
+
+    Raises NotFound when no such group exists for ``user``: a schedule resolves the group's
+    endpoints at every tick, but it must not be created for a group that does not exist.
+    """
+    if "://" in dest or destination.is_url(dest):
+        return None
+    await targets(api, user, dest)  # the 400 / 404 rules of a publish to a group
+    return dest
+
+
 def for_target(req: PublishRequest, target: Target) -> PublishRequest:
     """``req`` as built for ``target.url``, marked with its group and endpoint.
 

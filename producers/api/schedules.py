@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.api import destination
+from producers.api import destination, groups
 from producers.api.errors import ApiError, NotFound, Unavailable
 from producers.api.publish import HeaderView, build_request
 from producers.api.schedule_view import (
@@ -89,7 +89,9 @@ class ScheduleRoutes:
             raise ApiError(str(exc)) from None
         schedule_id = _name_header(view, headers.SCHEDULE_ID, "schedule id") or ids.schedule_id()
         queue_name = _name_header(view, headers.QUEUE_NAME, "queue name")
-        url = await api._check_destination(dest)
+        # A URL group must exist now (404 as for publish); its endpoints resolve at each tick.
+        url_group = await groups.schedule_group(api, user, dest)
+        url = dest if url_group is not None else await api._check_destination(dest)
         body = await api._body(request)
         now = api._now_ms()
         req = build_request(
@@ -112,11 +114,12 @@ class ScheduleRoutes:
             created_at=existing.spec.created_at if existing else now,
             updated_at=now,
             template=template,
-            targets=[url],
+            targets=[] if url_group is not None else [url],
             # Only Upstash-Delay applies to schedules (Upstash-Not-Before is a publish header).
             delay_ms=template.not_before - now if view.get(headers.DELAY) is not None else 0,
             queue_name=queue_name,
             caller_ip=template.caller_ip,
+            url_group=url_group,
         )
         await self._append(spec.key, spec)
         nxt = cron.next_tick(spec.cron, now)
