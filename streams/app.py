@@ -25,7 +25,7 @@ from schemas.topics import Topics
 from streams import dedup, delay, gate_runtime, schedule
 from streams.effects import Emit, Step
 from streams.groups_view import GroupsView
-from streams.timer_index import TimerIndex
+from streams.timer_index import TimerIndex, run_due
 
 log = logging.getLogger(__name__)
 
@@ -248,14 +248,12 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
 
     @app.task  # type: ignore[untyped-decorator]
     async def tick_due() -> None:
-        while True:
-            now = now_ms()
-            for due, key in ticks.pop_due(now):
-                await timers.send(
-                    key=key.encode(), value=codec.encode(Tick(schedule_key=key, due=due))
-                )
-            nxt = ticks.next_due()
-            await ticks.wait(1.0 if nxt is None else min(1.0, (nxt - now_ms()) / 1000))
+        async def send(due: int, key: str) -> object:
+            return await timers.send(
+                key=key.encode(), value=codec.encode(Tick(schedule_key=key, due=due))
+            )
+
+        await run_due(ticks, now_ms, send)
 
     @app.timer(sweep_interval_s)  # type: ignore[untyped-decorator]
     async def sweep_dedup() -> None:
@@ -266,13 +264,11 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
 
     @app.task  # type: ignore[untyped-decorator]
     async def fire_due() -> None:
-        while True:
-            now = now_ms()
-            for due, mid in index.pop_due(now):
-                await timers.send(
-                    key=mid.encode(), value=codec.encode(Fire(message_id=mid, due=due))
-                )
-            nxt = index.next_due()
-            await index.wait(1.0 if nxt is None else min(1.0, (nxt - now_ms()) / 1000))
+        async def send(due: int, mid: str) -> object:
+            return await timers.send(
+                key=mid.encode(), value=codec.encode(Fire(message_id=mid, due=due))
+            )
+
+        await run_due(index, now_ms, send)
 
     return app

@@ -16,7 +16,7 @@ from schemas.gates import GateCommand, GateTick
 from schemas.message import Message
 from streams import gate
 from streams.effects import Emit
-from streams.timer_index import TimerIndex
+from streams.timer_index import TimerIndex, run_due
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,7 @@ def wire_gates(
 
     @app.task  # type: ignore[untyped-decorator]
     async def tick_gates() -> None:
-        while True:
-            now = now_ms()
-            for due, key in index.pop_due(now):
-                await gates_topic.send(key=key.encode(), value=codec.encode(GateTick(due=due)))
-            nxt = index.next_due()
-            await index.wait(1.0 if nxt is None else min(1.0, (nxt - now_ms()) / 1000))
+        async def send(due: int, key: str) -> object:
+            return await gates_topic.send(key=key.encode(), value=codec.encode(GateTick(due=due)))
+
+        await run_due(index, now_ms, send)

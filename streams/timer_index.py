@@ -7,6 +7,7 @@ stale pair is ignored by the partition owner.
 
 import asyncio
 import heapq
+from collections.abc import Awaitable, Callable
 
 
 class TimerIndex:
@@ -46,3 +47,18 @@ class TimerIndex:
                 await self._changed.wait()
         except TimeoutError:
             pass
+
+
+async def run_due(
+    index: TimerIndex,
+    now_ms: Callable[[], int],
+    send: Callable[[int, str], Awaitable[object]],
+) -> None:
+    """Forever: hand every due ``(time, key)`` to ``send`` (which routes it through the partition
+    owner), then sleep until the next one is due, or a second, or an earlier key is added."""
+    while True:
+        now = now_ms()
+        for due, key in index.pop_due(now):
+            await send(due, key)
+        nxt = index.next_due()
+        await index.wait(1.0 if nxt is None else min(1.0, (nxt - now_ms()) / 1000))

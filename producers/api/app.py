@@ -260,11 +260,14 @@ class Api:
 
     # -- routes ------------------------------------------------------------------------------
 
-    async def publish(self, request: Request) -> Response:
-        user = self._user(request)
+    async def requests_for(
+        self, request: Request, user: User, prefix: str
+    ) -> tuple[bool, list[PublishRequest]]:
+        """The PublishRequests of a publish-shaped request (publish, enqueue): one per target of
+        the raw destination after ``prefix``; True when that destination is a URL group."""
         dest = destination.rebuild(
             request.scope.get("raw_path") or request.scope["path"].encode(),
-            "/v2/publish/",
+            prefix,
             request.scope.get("query_string", b""),
         )
         targets = await self.targets(user, dest)
@@ -285,16 +288,25 @@ class Api:
             )
             for t in targets
         ]
-        await self._check_callbacks(reqs[0].message)
-        results = await self._submit(reqs)
-        if targets[0].topic_name is not None:
-            # A URL group answers with a bare array, one item per endpoint (both SDKs).
-            return JSONResponse(_results_json(reqs, results), status_code=201)
-        [(message_id, dedup)] = results
-        out: dict[str, Any] = {"messageId": message_id, "url": reqs[0].message.url}
-        if dedup:
-            out["deduplicated"] = True
-        return JSONResponse(out, status_code=202 if dedup else 201)
+        await self._check_callbacks(reqs[0].message)  # SSRF rules before anything is stored
+        return targets[0].topic_name is not None, reqs
+
+    @staticmethod
+    def accepted(
+        to_group: bool, reqs: list[PublishRequest], results: list[tuple[str, bool]]
+    ) -> Response:
+        """QStash's answer: a URL group gets a bare array, one item per endpoint (both SDKs); a
+        URL one object, 202 when it was deduplicated."""
+        out = _results_json(reqs, results)
+        if to_group:
+            return JSONResponse(out, status_code=201)
+        [(_, dedup)] = results
+        return JSONResponse(out[0], status_code=202 if dedup else 201)
+
+    async def publish(self, request: Request) -> Response:
+        user = self._user(request)
+        to_group, reqs = await self.requests_for(request, user, "/v2/publish/")
+        return self.accepted(to_group, reqs, await self._submit(reqs))
 
     async def batch(self, request: Request) -> Response:
         user = self._user(request)

@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.api import destination, groups
 from producers.api.errors import ApiError, NotFound, Unavailable
 from producers.api.gates import (
     Record,
@@ -22,9 +21,7 @@ from producers.api.gates import (
     gate_record,
     with_queue,
 )
-from producers.api.publish import HeaderView, build_request
 from producers.kafka_log import LogUnavailable
-from schemas.commands import PublishRequest
 from schemas.gates import DeleteQueue, QueueState, UpsertQueue, queue_gate, state_key
 
 if TYPE_CHECKING:
@@ -53,14 +50,6 @@ def queue_json(q: QueueState) -> dict[str, Any]:
     }
 
 
-def _result_json(req: PublishRequest, result: tuple[str, bool]) -> dict[str, Any]:
-    message_id, dedup = result
-    out: dict[str, Any] = {"messageId": message_id, "url": req.message.url}
-    if dedup:
-        out["deduplicated"] = True
-    return out
-
-
 def routes(api: Api) -> list[Route]:  # noqa: PLR0915 - one closure per route
     def state_of(user_id: str, name: str) -> QueueState | None:
         assert api.gate_state
@@ -77,41 +66,10 @@ def routes(api: Api) -> list[Route]:  # noqa: PLR0915 - one closure per route
     async def enqueue(request: Request) -> Response:
         user = api.user(request)
         queue = check_queue_name(request.path_params["queue"])
-        dest = destination.rebuild(
-            request.scope.get("raw_path") or request.scope["path"].encode(),
-            f"/v2/enqueue/{queue}/",
-            request.scope.get("query_string", b""),
-        )
         # A URL or a URL group name: a group fans out, one queued message per endpoint.
-        targets = await api.targets(user, dest)
-        body = await api.read_body(request)
-        now = api.now_ms()
-        reqs = [
-            with_queue(
-                groups.for_target(
-                    build_request(
-                        user=user,
-                        url=t.url,
-                        view=HeaderView(request.headers.items()),
-                        body=body,
-                        now_ms=now,
-                        limits=api.config.limits,
-                        caller_ip=request.client.host if request.client else None,
-                    ),
-                    t,
-                ),
-                queue,
-            )
-            for t in targets
-        ]
-        await api._check_callbacks(reqs[0].message)  # as publish: SSRF rules before storing
-        results = await api.submit(reqs)
-        out = [_result_json(r, res) for r, res in zip(reqs, results, strict=True)]
-        if targets[0].topic_name is not None:
-            # As publish to a group: a bare array, one item per endpoint (both SDKs).
-            return JSONResponse(out, status_code=201)
-        [(_, dedup)] = results
-        return JSONResponse(out[0], status_code=202 if dedup else 201)
+        to_group, built = await api.requests_for(request, user, f"/v2/enqueue/{queue}/")
+        reqs = [with_queue(r, queue) for r in built]
+        return api.accepted(to_group, reqs, await api.submit(reqs))
 
     async def upsert(request: Request) -> Response:
         user = api.user(request)

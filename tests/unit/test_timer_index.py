@@ -3,7 +3,7 @@
 import asyncio
 import time
 
-from streams.timer_index import TimerIndex
+from streams.timer_index import TimerIndex, run_due
 
 NOW = 1_700_000_000_000
 
@@ -181,3 +181,25 @@ async def test_replace_all_wakes_the_waiter() -> None:
     await task
 
     assert time.monotonic() - start < 5.0
+
+
+async def test_run_due_sends_what_is_due_and_wakes_for_an_earlier_key() -> None:
+    clock = {"now": 1_000}
+    index = TimerIndex()
+    index.add(900, "past")
+    index.add(10_000_000, "far")
+    sent: list[tuple[int, str]] = []
+
+    async def send(due: int, key: str) -> None:
+        sent.append((due, key))
+
+    task = asyncio.create_task(run_due(index, lambda: clock["now"], send))
+    try:
+        await asyncio.sleep(0.05)
+        assert sent == [(900, "past")]
+        clock["now"] = 2_000
+        index.add(1_500, "added")  # wakes the sleeping loop at once
+        await asyncio.sleep(0.05)
+        assert sent == [(900, "past"), (1_500, "added")]
+    finally:
+        task.cancel()
