@@ -16,12 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from schemas import codec
-from schemas.events import MessageEvent
-from schemas.message import Message
-from sinks.iceberg.checkpoint import CommitProperties
-from sinks.iceberg.rows import to_arrow, to_row
-from sinks.iceberg.table import CatalogConfig, open_table, summaries
+from kafstash.schemas import codec
+from kafstash.schemas.events import MessageEvent
+from kafstash.schemas.message import Message
+from kafstash.sinks.iceberg.checkpoint import CommitProperties
+from kafstash.sinks.iceberg.rows import to_arrow, to_row
+from kafstash.sinks.iceberg.table import CatalogConfig, open_table, summaries
 
 
 def events(n: int) -> list[bytes]:

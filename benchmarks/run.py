@@ -49,12 +49,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]  # noqa: E402
 
 from kafstash.config import Settings  # noqa: E402
+from kafstash.producers.api.publish import HeaderView, PublishLimits, build_request  # noqa: E402
 from kafstash.provision import ensure_topics  # noqa: E402
-from producers.api.publish import HeaderView, PublishLimits, build_request  # noqa: E402
-from schemas import codec  # noqa: E402
-from schemas.commands import DeliveryDue  # noqa: E402
-from schemas.defaults import MAX_TOPIC_MESSAGE_BYTES  # noqa: E402
-from schemas.users import DEV_USERS  # noqa: E402
+from kafstash.schemas import codec  # noqa: E402
+from kafstash.schemas.commands import DeliveryDue  # noqa: E402
+from kafstash.schemas.defaults import MAX_TOPIC_MESSAGE_BYTES  # noqa: E402
+from kafstash.schemas.users import DEV_USERS  # noqa: E402
 from tests.stack import Stack  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -825,8 +825,8 @@ class Bench:
             self.bootstrap, self.external = external, True
             note = f"external {external}"
         else:
-            from infra.kafka import LocalBroker, ensure_jars  # noqa: PLC0415
-            from infra.kafka.broker import KAFKA_VERSION  # noqa: PLC0415
+            from kafstash.infra.kafka import LocalBroker, ensure_jars  # noqa: PLC0415
+            from kafstash.infra.kafka.broker import KAFKA_VERSION  # noqa: PLC0415
 
             ensure_jars()
             self.broker = LocalBroker(self.workdir / "kafka")

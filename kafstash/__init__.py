@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from producers.client import (
+    from kafstash.producers.client import (
         ApiError,
         AsyncClient,
         Client,
@@ -48,7 +48,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        return getattr(importlib.import_module("producers.client"), name)
+        return getattr(importlib.import_module("kafstash.producers.client"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

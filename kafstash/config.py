@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from schemas import defaults
-from schemas.addresses import Allowlist
-from schemas.topics import Topics
-from schemas.users import DEV_USERS, User
+from kafstash.schemas import defaults
+from kafstash.schemas.addresses import Allowlist
+from kafstash.schemas.topics import Topics
+from kafstash.schemas.users import DEV_USERS, User
 
 if TYPE_CHECKING:
-    from sinks.iceberg.schedule import MaintainSchedule
+    from kafstash.sinks.iceberg.schedule import MaintainSchedule
 
 
 class ConfigError(ValueError):
@@ -175,7 +175,7 @@ def archive_maintenance(env: dict[str, str]) -> MaintainSchedule:
     - ``KAFSTASH_ARCHIVE_EXPIRE_AFTER``: seconds of snapshot history kept (time travel); older
       snapshots are expired on each run. Default five days; ``never`` keeps them all.
     """
-    from sinks.iceberg.schedule import (  # noqa: PLC0415 - the archiver's module, loaded lazily
+    from kafstash.sinks.iceberg.schedule import (  # noqa: PLC0415 - the archiver's module, loaded lazily
         DEFAULT_EXPIRE_AFTER_S,
         DEFAULT_MIN_FILES,
         MaintainSchedule,

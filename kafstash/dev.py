@@ -69,7 +69,7 @@ def run_dev(settings: Settings) -> int:
     broker = None
     bootstrap = settings.bootstrap
     if bootstrap is None:
-        from infra.kafka import LocalBroker, ensure_jars  # noqa: PLC0415 - only dev starts one
+        from kafstash.infra.kafka import LocalBroker, ensure_jars  # noqa: PLC0415 - only dev starts one
 
         log.info("checking Kafka's jars (Maven fetches them on first use)")
         ensure_jars()

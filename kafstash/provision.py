@@ -9,7 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from kafstash.config import Settings
-from streams.app import TABLES
+from kafstash.streams.app import TABLES
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from kafstash.config import ConfigError, Settings, archive_maintenance
-from producers.api.app import ApiConfig, create_app
-from producers.api.publish import PublishLimits
-from schemas.history import EventHistory
-from sinks.http.sender import Sender, SenderConfig
-from streams.app import StreamsConfig
-from streams.app import create_app as create_streams_app
+from kafstash.producers.api.app import ApiConfig, create_app
+from kafstash.producers.api.publish import PublishLimits
+from kafstash.schemas.history import EventHistory
+from kafstash.sinks.http.sender import Sender, SenderConfig
+from kafstash.streams.app import StreamsConfig
+from kafstash.streams.app import create_app as create_streams_app
 
 if TYPE_CHECKING:
-    from sinks.iceberg.archiver import ArchiverConfig
+    from kafstash.sinks.iceberg.archiver import ArchiverConfig
 
 log = logging.getLogger("kafstash")
 
@@ -132,8 +132,8 @@ def events_history(settings: Settings, env: dict[str, str] | None = None) -> Eve
     turns it off): the archiver's catalog, read lazily, so an API without a table answers none."""
     import os  # noqa: PLC0415
 
-    from sinks.iceberg.history import IcebergHistory  # noqa: PLC0415 - pyiceberg loads lazily
-    from sinks.iceberg.table import CatalogConfig  # noqa: PLC0415
+    from kafstash.sinks.iceberg.history import IcebergHistory  # noqa: PLC0415 - pyiceberg loads lazily
+    from kafstash.sinks.iceberg.table import CatalogConfig  # noqa: PLC0415
 
     env = dict(os.environ if env is None else env)
     if (env.get("KAFSTASH_EVENTS_HISTORY") or "true").strip().lower() in {
@@ -154,12 +154,12 @@ def archiver_config(settings: Settings, env: dict[str, str] | None = None) -> Ar
     """Archiver settings: KAFSTASH_ARCHIVE_INTERVAL (s), KAFSTASH_ARCHIVE_MAX_ROWS, the catalog."""
     import os  # noqa: PLC0415
 
-    from sinks.iceberg.archiver import (  # noqa: PLC0415 - pyiceberg loads only in this role
+    from kafstash.sinks.iceberg.archiver import (  # noqa: PLC0415 - pyiceberg loads only in this role
         DEFAULT_INTERVAL_S,
         DEFAULT_MAX_ROWS,
         ArchiverConfig,
     )
-    from sinks.iceberg.table import CatalogConfig  # noqa: PLC0415
+    from kafstash.sinks.iceberg.table import CatalogConfig  # noqa: PLC0415
 
     env = dict(os.environ if env is None else env)
     if not settings.bootstrap:  # the archive commands read the table only
@@ -186,7 +186,7 @@ def archiver_config(settings: Settings, env: dict[str, str] | None = None) -> Ar
 
 def run_archiver(settings: Settings) -> None:
 
-    from sinks.iceberg.archiver import Archiver  # noqa: PLC0415
+    from kafstash.sinks.iceberg.archiver import Archiver  # noqa: PLC0415
 
     cfg = archiver_config(settings)
 
@@ -197,9 +197,9 @@ def run_archive_command(settings: Settings, args: argparse.Namespace) -> str:
     """``kafstash archive maintain`` and ``kafstash logs query|report``: their output."""
     from datetime import UTC, date, datetime, timedelta  # noqa: PLC0415
 
-    from sinks.iceberg import analytics  # noqa: PLC0415
-    from sinks.iceberg.maintain import maintain  # noqa: PLC0415
-    from sinks.iceberg.table import open_table  # noqa: PLC0415
+    from kafstash.sinks.iceberg import analytics  # noqa: PLC0415
+    from kafstash.sinks.iceberg.maintain import maintain  # noqa: PLC0415
+    from kafstash.sinks.iceberg.table import open_table  # noqa: PLC0415
 
     table = open_table(archiver_config(settings).catalog)
     if args.command == "archive":

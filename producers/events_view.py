@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-from producers.kafka_log import _TopicFollower
-from schemas import codec
-from schemas.defaults import EVENTS_MAX_KEPT, EVENTS_RETENTION_MS
-from schemas.events import MessageEvent, State
-from schemas.message import Message
+from kafstash.producers.kafka_log import _TopicFollower
+from kafstash.schemas import codec
+from kafstash.schemas.defaults import EVENTS_MAX_KEPT, EVENTS_RETENTION_MS
+from kafstash.schemas.events import MessageEvent, State
+from kafstash.schemas.message import Message
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from typing import Generic, Self, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from schemas import codec
-from schemas.commands import Accepted
-from schemas.defaults import MAX_TOPIC_MESSAGE_BYTES
-from schemas.message import Message
+from kafstash.schemas import codec
+from kafstash.schemas.commands import Accepted
+from kafstash.schemas.defaults import MAX_TOPIC_MESSAGE_BYTES
+from kafstash.schemas.message import Message
 
 log = logging.getLogger(__name__)
 

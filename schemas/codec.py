@@ -4,9 +4,15 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from schemas.commands import Accepted, DeliveryDue, PublishRequest, RequestCommand, TimerCommand
-from schemas.events import MessageEvent
-from schemas.message import Message
+from kafstash.schemas.commands import (
+    Accepted,
+    DeliveryDue,
+    PublishRequest,
+    RequestCommand,
+    TimerCommand,
+)
+from kafstash.schemas.events import MessageEvent
+from kafstash.schemas.message import Message
 
 T = TypeVar("T")
 

@@ -2,8 +2,8 @@
 
 from msgspec import Struct
 
-from schemas.message import Message
-from schemas.schedules import Tick
+from kafstash.schemas.message import Message
+from kafstash.schemas.schedules import Tick
 
 
 class PublishRequest(

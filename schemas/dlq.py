@@ -12,7 +12,7 @@ import zlib
 
 from msgspec import Struct
 
-from schemas.message import Message
+from kafstash.schemas.message import Message
 
 
 class DlqEntry(

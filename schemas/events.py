@@ -4,7 +4,7 @@ from typing import Literal
 
 from msgspec import Struct
 
-from schemas.message import Message
+from kafstash.schemas.message import Message
 
 State = Literal["CREATED", "ACTIVE", "DELIVERED", "ERROR", "RETRY", "FAILED", "CANCELED"]
 TERMINAL_STATES: frozenset[State] = frozenset({"DELIVERED", "FAILED", "CANCELED"})

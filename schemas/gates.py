@@ -11,7 +11,7 @@ from typing import Literal
 
 from msgspec import Struct
 
-from schemas.message import Message
+from kafstash.schemas.message import Message
 
 GateKind = Literal["q", "f"]
 

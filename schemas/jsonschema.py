@@ -2,7 +2,7 @@
 
 The files under ``schemas/json/`` are checked in; a test fails when they differ from what this
 module generates, so any wire change shows up as a diff. Regenerate with
-``python -m schemas.jsonschema``.
+``python -m kafstash.schemas.jsonschema``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import msgspec
 
-from schemas.commands import DeliveryDue, PublishRequest
-from schemas.dlq import DlqEntry
-from schemas.events import MessageEvent
-from schemas.schedules import ScheduleSpec
+from kafstash.schemas.commands import DeliveryDue, PublishRequest
+from kafstash.schemas.dlq import DlqEntry
+from kafstash.schemas.events import MessageEvent
+from kafstash.schemas.schedules import ScheduleSpec
 
 OUT = Path(__file__).parent / "json"
 DOCUMENTS: dict[str, type] = {

@@ -2,8 +2,8 @@
 
 from msgspec import Struct
 
-from schemas import ids
-from schemas.users import User
+from kafstash.schemas import ids
+from kafstash.schemas.users import User
 
 
 class SigningKeys(

@@ -12,7 +12,7 @@ import re
 
 import msgspec
 
-from schemas.message import Message
+from kafstash.schemas.message import Message
 
 _FIELD = re.compile(r"^(body|headers?)(?:\[([^\[\]]+)\])?$", re.IGNORECASE)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from schemas.defaults import BACKOFF_CAP_S
+from kafstash.schemas.defaults import BACKOFF_CAP_S
 
 __all__ = [
     "MAX_EXPRESSION_DEPTH",

@@ -14,8 +14,8 @@ import re
 
 from msgspec import Struct
 
-from schemas import ids
-from schemas.message import Message
+from kafstash.schemas import ids
+from kafstash.schemas.message import Message
 
 SCHEDULE_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 STATE_KIND = "schedule"

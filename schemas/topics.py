@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from schemas.defaults import DEFAULT_TOPIC_PREFIX
+from kafstash.schemas.defaults import DEFAULT_TOPIC_PREFIX
 
 
 @dataclass(frozen=True, slots=True)

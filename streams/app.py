@@ -18,14 +18,14 @@ from typing import Any
 import faust
 import msgspec
 
-from schemas import codec
-from schemas.commands import Cancel, ExpireDedup, Fire, PublishRequest, Schedule
-from schemas.schedules import ScheduleSpec, ScheduleState, Tick
-from schemas.topics import Topics
-from streams import dedup, delay, gate_runtime, schedule
-from streams.effects import Emit, Step
-from streams.groups_view import GroupsView
-from streams.timer_index import TimerIndex, run_due
+from kafstash.schemas import codec
+from kafstash.schemas.commands import Cancel, ExpireDedup, Fire, PublishRequest, Schedule
+from kafstash.schemas.schedules import ScheduleSpec, ScheduleState, Tick
+from kafstash.schemas.topics import Topics
+from kafstash.streams import dedup, delay, gate_runtime, schedule
+from kafstash.streams.effects import Emit, Step
+from kafstash.streams.groups_view import GroupsView
+from kafstash.streams.timer_index import TimerIndex, run_due
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,11 @@ from collections.abc import Iterable
 
 from msgspec import Struct
 
-from schemas.commands import Accepted, ExpireDedup, PublishRequest, Schedule
-from schemas.events import MessageEvent
-from schemas.redact import redacted
-from streams.effects import Emit, Step
-from streams.gate import first_attempt
+from kafstash.schemas.commands import Accepted, ExpireDedup, PublishRequest, Schedule
+from kafstash.schemas.events import MessageEvent
+from kafstash.schemas.redact import redacted
+from kafstash.streams.effects import Emit, Step
+from kafstash.streams.gate import first_attempt
 
 
 class DedupEntry(Struct, frozen=True, kw_only=True, rename="camel"):

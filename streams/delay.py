@@ -6,12 +6,12 @@ leaves a ``Canceled`` row so that a retry still in flight at the sender is dropp
 
 from msgspec import Struct
 
-from schemas.commands import Cancel, DeliveryDue, Fire, Schedule
-from schemas.defaults import CANCELED_MARKER_TTL_MS
-from schemas.events import MessageEvent
-from schemas.message import Message
-from streams.effects import Emit, Step
-from streams.gate import first_attempt
+from kafstash.schemas.commands import Cancel, DeliveryDue, Fire, Schedule
+from kafstash.schemas.defaults import CANCELED_MARKER_TTL_MS
+from kafstash.schemas.events import MessageEvent
+from kafstash.schemas.message import Message
+from kafstash.streams.effects import Emit, Step
+from kafstash.streams.gate import first_attempt
 
 
 class Pending(Struct, frozen=True, kw_only=True, rename="camel", tag="pending"):

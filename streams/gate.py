@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from msgspec import Struct, structs
 
-from schemas.commands import DeliveryDue
-from schemas.defaults import GATE_RECENT_IDS
-from schemas.gates import (
+from kafstash.schemas.commands import DeliveryDue
+from kafstash.schemas.defaults import GATE_RECENT_IDS
+from kafstash.schemas.gates import (
     Admit,
     DeleteQueue,
     FlowControlAdmin,
@@ -34,8 +34,8 @@ from schemas.gates import (
     split_gate,
     state_key,
 )
-from schemas.message import Message
-from streams.effects import Emit
+from kafstash.schemas.message import Message
+from kafstash.streams.effects import Emit
 
 
 class GateRow(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):

@@ -11,12 +11,12 @@ from typing import Any
 import faust
 import msgspec
 
-from schemas import codec
-from schemas.gates import GateCommand, GateTick
-from schemas.message import Message
-from streams import gate
-from streams.effects import Emit
-from streams.timer_index import TimerIndex, run_due
+from kafstash.schemas import codec
+from kafstash.schemas.gates import GateCommand, GateTick
+from kafstash.schemas.message import Message
+from kafstash.streams import gate
+from kafstash.streams.effects import Emit
+from kafstash.streams.timer_index import TimerIndex, run_due
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import logging
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas import codec
-from schemas.groups import GROUP_KEY_PREFIX, UrlGroup, group_key
+from kafstash.schemas import codec
+from kafstash.schemas.groups import GROUP_KEY_PREFIX, UrlGroup, group_key
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import msgspec
 
-from schemas import cron
-from schemas.commands import PublishRequest
-from schemas.groups import UrlGroup
-from schemas.ids import request_id
-from schemas.message import Message
-from schemas.schedules import (
+from kafstash.schemas import cron
+from kafstash.schemas.commands import PublishRequest
+from kafstash.schemas.groups import UrlGroup
+from kafstash.schemas.ids import request_id
+from kafstash.schemas.message import Message
+from kafstash.schemas.schedules import (
     ScheduleSpec,
     ScheduleState,
     Tick,
@@ -39,7 +39,7 @@ from schemas.schedules import (
     tick_dedup_key,
     tick_message_id,
 )
-from streams.effects import Emit, Step
+from kafstash.streams.effects import Emit, Step
 
 GROUP_NOT_FOUND = "url group not found"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka import LocalBroker, ensure_jars
+from kafstash.infra.kafka import LocalBroker, ensure_jars
 
 # ====================================================================================== Kafka
 # One broker per test session: starting one costs seconds. Set KAFKA_BOOTSTRAP_SERVERS to run

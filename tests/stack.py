@@ -20,7 +20,7 @@ import httpx
 
 from kafstash.config import Settings
 from kafstash.provision import ensure_topics
-from schemas.users import DEV_USERS
+from kafstash.schemas.users import DEV_USERS
 
 ROLES = ("streams", "sender", "api")
 

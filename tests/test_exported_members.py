@@ -4,12 +4,12 @@ name is a deliberate change to this file, the CHANGELOG and the README."""
 import pytest
 
 import kafstash
-import producers.client
+import kafstash.producers.client
 
 
 def test_client_package_exports_exactly_its_public_names() -> None:
-    exported = producers.client.__all__
-    public = [name for name in vars(producers.client) if not name.startswith("_")]
+    exported = kafstash.producers.client.__all__
+    public = [name for name in vars(kafstash.producers.client) if not name.startswith("_")]
     # Submodules imported by the package (receiver) are not part of the API.
     public = [name for name in public if name != "receiver"]
     assert exported == sorted(public, key=str.casefold)
@@ -35,7 +35,7 @@ def test_kafstash_re_exports() -> None:
         assert getattr(kafstash, name) is not None, name
         assert name in dir(kafstash)
     for name in set(kafstash.__all__) - {"__version__"}:
-        assert getattr(kafstash, name) is getattr(producers.client, name)
+        assert getattr(kafstash, name) is getattr(kafstash.producers.client, name)
 
 
 def test_from_kafstash_import() -> None:

@@ -40,7 +40,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from benchmarks.run import ROOT, CpuMeter, Procs, _terminate, machine_busy, machine_facts
 from benchmarks.soak.load import LoadResult, Tally, open_loop, pct_ms, tally
-from schemas.users import DEV_USERS
+from kafstash.schemas.users import DEV_USERS
 from tests.stack import Stack
 
 HOST = "127.0.0.1"
@@ -231,8 +231,8 @@ async def run(args: argparse.Namespace, procs: Procs, workdir: Path, began: floa
     if external:
         bootstrap, note = external, f"external {external}"
     else:
-        from infra.kafka import LocalBroker  # noqa: PLC0415
-        from infra.kafka.broker import KAFKA_VERSION  # noqa: PLC0415
+        from kafstash.infra.kafka import LocalBroker  # noqa: PLC0415
+        from kafstash.infra.kafka.broker import KAFKA_VERSION  # noqa: PLC0415
 
         broker = LocalBroker(workdir / "kafka")
         await asyncio.to_thread(broker.start)

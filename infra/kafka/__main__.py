@@ -1,6 +1,6 @@
 """Run a local Kafka broker in the foreground.
 
-Usage: ``python -m infra.kafka [--data-dir DIR] [--port N | --nodes 3]``.
+Usage: ``python -m kafstash.infra.kafka [--data-dir DIR] [--port N | --nodes 3]``.
 
 Prints the bootstrap address once the broker is ready; Ctrl-C or SIGTERM stops it cleanly.
 Reusing a ``--data-dir`` keeps its topics and records (and its ports). ``--nodes N`` runs a
@@ -17,12 +17,12 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from infra.kafka.broker import BrokerError, LocalBroker
-from infra.kafka.cluster import LocalCluster
+from kafstash.infra.kafka.broker import BrokerError, LocalBroker
+from kafstash.infra.kafka.cluster import LocalCluster
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.kafka", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m kafstash.infra.kafka", description=__doc__)
     parser.add_argument(
         "--data-dir",
         type=Path,

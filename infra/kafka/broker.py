@@ -2,7 +2,7 @@
 
 Kafka's jars are fetched once with Maven (``pom.xml`` beside this module) into a cache directory,
 then the broker runs as a plain ``java`` subprocess: no Docker and no Kafka tarball needed. The
-test session fixture and ``python -m infra.kafka`` use this.
+test session fixture and ``python -m kafstash.infra.kafka`` use this.
 """
 
 from __future__ import annotations
@@ -103,7 +103,9 @@ def ensure_jars(cache_dir: Path | None = None) -> Path:
     """
     libs = (cache_dir if cache_dir is not None else _default_libs_dir()).expanduser().resolve()
     if not POM_PATH.is_file():
-        raise BrokerError(f"{POM_PATH} is missing; infra.kafka must be installed with its data")
+        raise BrokerError(
+            f"{POM_PATH} is missing; kafstash.infra.kafka must be installed with its data"
+        )
     digest = _pom_digest()
     marker = libs / _MARKER_NAME
     if _marker_ok(marker, digest):
@@ -427,7 +429,7 @@ class LocalBroker:
 
     def _write_properties(self) -> None:
         text = "".join(f"{key}={value}\n" for key, value in self._properties().items())
-        self.properties_path.write_text("# Written by infra.kafka.LocalBroker\n" + text)
+        self.properties_path.write_text("# Written by kafstash.infra.kafka.LocalBroker\n" + text)
 
     def _properties(self) -> dict[str, str]:
         """server.properties as a dict; infra.kafka.cluster overrides the quorum entries."""

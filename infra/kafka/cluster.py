@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from infra.kafka.broker import (
+from kafstash.infra.kafka.broker import (
     _HOST,
     BrokerError,
     LocalBroker,

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.api import (
+from kafstash.producers.api import (
     cancel,
     destination,
     dlq,
@@ -31,8 +31,8 @@ from producers.api import (
     queues,
     schedules,
 )
-from producers.api.auth import Authenticator
-from producers.api.errors import (
+from kafstash.producers.api.auth import Authenticator
+from kafstash.producers.api.errors import (
     ApiError,
     NotFound,
     PayloadTooLarge,
@@ -41,43 +41,43 @@ from producers.api.errors import (
     error_response,
     handle_api_error,
 )
-from producers.api.gates import (
+from kafstash.producers.api.gates import (
     GateStateView,
     cancel_records,
     remember_gates,
     request_key,
     with_queue,
 )
-from producers.api.limits import HeaderLimits, header_pairs_problem
-from producers.api.publish import HeaderView, PublishLimits, build_request
-from producers.api.ratelimit import RateLimiter
-from producers.api.schedule_view import (
+from kafstash.producers.api.limits import HeaderLimits, header_pairs_problem
+from kafstash.producers.api.publish import HeaderView, PublishLimits, build_request
+from kafstash.producers.api.ratelimit import RateLimiter
+from kafstash.producers.api.schedule_view import (
     MessageStateFn,
     ScheduleView,
     event_message_state,
     pending_message_state,
 )
-from producers.api.views import message_json
-from producers.events_view import EventsView
-from producers.kafka_log import (
+from kafstash.producers.api.views import message_json
+from kafstash.producers.events_view import EventsView
+from kafstash.producers.kafka_log import (
     CompactedView,
     DecisionWaiter,
     KafkaLog,
     LogUnavailable,
     MessagesView,
 )
-from schemas import codec
-from schemas.addresses import Allowlist
-from schemas.commands import PublishRequest
-from schemas.defaults import EVENTS_RETENTION_MS, MAX_BATCH_ITEMS
-from schemas.dlq import DlqEntry
-from schemas.groups import UrlGroup
-from schemas.history import EventHistory
-from schemas.keys import SigningKeys, rotate
-from schemas.message import Message
-from schemas.redact import redacted
-from schemas.topics import Topics
-from schemas.users import User
+from kafstash.schemas import codec
+from kafstash.schemas.addresses import Allowlist
+from kafstash.schemas.commands import PublishRequest
+from kafstash.schemas.defaults import EVENTS_RETENTION_MS, MAX_BATCH_ITEMS
+from kafstash.schemas.dlq import DlqEntry
+from kafstash.schemas.groups import UrlGroup
+from kafstash.schemas.history import EventHistory
+from kafstash.schemas.keys import SigningKeys, rotate
+from kafstash.schemas.message import Message
+from kafstash.schemas.redact import redacted
+from kafstash.schemas.topics import Topics
+from kafstash.schemas.users import User
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 import hmac
 
-from producers.api.errors import Unauthorized
-from schemas.users import User
+from kafstash.producers.api.errors import Unauthorized
+from kafstash.schemas.users import User
 
 
 class Authenticator:

@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from producers.api.errors import ApiError
-from producers.durations import parse_duration_ms
-from schemas import defaults
-from schemas import headers as h
-from schemas.message import CallbackOptions
-from schemas.retry_delay import InvalidRetryDelay, parse_retry_delay
+from kafstash.producers.api.errors import ApiError
+from kafstash.producers.durations import parse_duration_ms
+from kafstash.schemas import defaults
+from kafstash.schemas import headers as h
+from kafstash.schemas.message import CallbackOptions
+from kafstash.schemas.retry_delay import InvalidRetryDelay, parse_retry_delay
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 _OPTIONS = frozenset({"method", "timeout", "retries", "retry-delay", "delay"})

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from producers.api.errors import ApiError
-from producers.api.filters import MessageFilter, MultiParams, parse_filter, values
-from schemas.message import Message
+from kafstash.producers.api.errors import ApiError
+from kafstash.producers.api.filters import MessageFilter, MultiParams, parse_filter, values
+from kafstash.schemas.message import Message
 
 
 class _CancelBody(msgspec.Struct, forbid_unknown_fields=True):

@@ -9,8 +9,8 @@ import re
 import socket
 from urllib.parse import unquote, urlsplit
 
-from producers.api.errors import ApiError
-from schemas.addresses import Allowlist, check_host
+from kafstash.producers.api.errors import ApiError
+from kafstash.schemas.addresses import Allowlist, check_host
 
 _SCHEME_FIX = re.compile(r"^(https?):/(?!/)")
 _MAX_URL = 2048

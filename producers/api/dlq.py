@@ -15,21 +15,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.api.dlq_query import DlqQuery, parse_query, select
-from producers.api.errors import ApiError, NotFound, Unavailable
-from producers.api.publish import HeaderView, build_request
-from producers.api.views import body_fields, message_json
-from producers.kafka_log import CompactedView, LogUnavailable
-from schemas import codec, ids
-from schemas import headers as h
-from schemas.commands import PublishRequest
-from schemas.dlq import DlqEntry, dlq_key
-from schemas.message import Message
-from schemas.redact import redacted
+from kafstash.producers.api.dlq_query import DlqQuery, parse_query, select
+from kafstash.producers.api.errors import ApiError, NotFound, Unavailable
+from kafstash.producers.api.publish import HeaderView, build_request
+from kafstash.producers.api.views import body_fields, message_json
+from kafstash.producers.kafka_log import CompactedView, LogUnavailable
+from kafstash.schemas import codec, ids
+from kafstash.schemas import headers as h
+from kafstash.schemas.commands import PublishRequest
+from kafstash.schemas.dlq import DlqEntry, dlq_key
+from kafstash.schemas.message import Message
+from kafstash.schemas.redact import redacted
 
 if TYPE_CHECKING:
-    from producers.api.app import Api
-    from schemas.users import User
+    from kafstash.producers.api.app import Api
+    from kafstash.schemas.users import User
 
 
 class _DeleteBody(msgspec.Struct, rename="camel"):

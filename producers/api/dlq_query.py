@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from producers.api.errors import ApiError
-from schemas.dlq import DlqEntry
+from kafstash.producers.api.errors import ApiError
+from kafstash.schemas.dlq import DlqEntry
 
 MAX_COUNT = 100
 _ORDERS = ("earliestFirst", "latestFirst")

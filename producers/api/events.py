@@ -21,13 +21,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from producers.api.errors import ApiError
-from producers.api.filters import MessageFilter, MultiParams, parse_filter, values
-from producers.events_view import EventStore, Position
-from schemas.defaults import EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX
-from schemas.events import MessageEvent
-from schemas.history import EventHistory, HistoricalEvent, HistoryQuery
-from schemas.message import CallbackOptions, Message
+from kafstash.producers.api.errors import ApiError
+from kafstash.producers.api.filters import MessageFilter, MultiParams, parse_filter, values
+from kafstash.producers.events_view import EventStore, Position
+from kafstash.schemas.defaults import EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX
+from kafstash.schemas.events import MessageEvent
+from kafstash.schemas.history import EventHistory, HistoricalEvent, HistoryQuery
+from kafstash.schemas.message import CallbackOptions, Message
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from producers.api.errors import ApiError
-from schemas.message import Message
+from kafstash.producers.api.errors import ApiError
+from kafstash.schemas.message import Message
 
 
 class MultiParams(Protocol):

@@ -13,11 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.api.errors import ApiError, NotFound, Unavailable
-from producers.api.gates import gate_record
-from producers.kafka_log import LogUnavailable
-from schemas.defaults import GLOBAL_PARALLELISM_MAX, MAX_FLOW_CONTROL_PERIOD_S
-from schemas.gates import (
+from kafstash.producers.api.errors import ApiError, NotFound, Unavailable
+from kafstash.producers.api.gates import gate_record
+from kafstash.producers.kafka_log import LogUnavailable
+from kafstash.schemas.defaults import GLOBAL_PARALLELISM_MAX, MAX_FLOW_CONTROL_PERIOD_S
+from kafstash.schemas.gates import (
     FLOW_CONTROL_STATE_PREFIX,
     FlowAction,
     FlowControlAdmin,
@@ -27,7 +27,7 @@ from schemas.gates import (
 )
 
 if TYPE_CHECKING:
-    from producers.api.app import Api
+    from kafstash.producers.api.app import Api
 
 
 def flow_control_json(s: FlowControlState) -> dict[str, Any]:

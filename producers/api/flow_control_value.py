@@ -5,10 +5,10 @@ subset; the SDKs join with ``", "``, curl examples with ``","``). ``period`` def
 is at most a week; a bare number is seconds, like every QStash duration.
 """
 
-from producers.api.errors import ApiError
-from producers.durations import parse_duration_ms
-from schemas.defaults import MAX_FLOW_CONTROL_PERIOD_S
-from schemas.message import FlowControl
+from kafstash.producers.api.errors import ApiError
+from kafstash.producers.durations import parse_duration_ms
+from kafstash.schemas.defaults import MAX_FLOW_CONTROL_PERIOD_S
+from kafstash.schemas.message import FlowControl
 
 _MAX_KEY = 256
 

@@ -10,11 +10,11 @@ from typing import Self
 import msgspec
 from msgspec import structs
 
-from producers.api.errors import ApiError
-from producers.kafka_log import CompactedView
-from schemas import codec
-from schemas.commands import Cancel, PublishRequest
-from schemas.gates import (
+from kafstash.producers.api.errors import ApiError
+from kafstash.producers.kafka_log import CompactedView
+from kafstash.schemas import codec
+from kafstash.schemas.commands import Cancel, PublishRequest
+from kafstash.schemas.gates import (
     FLOW_CONTROL_STATE_PREFIX,
     QUEUE_STATE_PREFIX,
     FlowControlState,
@@ -27,8 +27,8 @@ from schemas.gates import (
     queue_gate,
     state_key,
 )
-from schemas.message import Message
-from schemas.topics import Topics
+from kafstash.schemas.message import Message
+from kafstash.schemas.topics import Topics
 
 Record = tuple[str, bytes, bytes]  # (topic, key, value) for KafkaLog.append_many
 

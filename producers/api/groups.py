@@ -18,12 +18,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.api import destination
-from producers.api.errors import ApiError, NotFound, Unavailable
-from producers.kafka_log import CompactedView, LogUnavailable
-from schemas import codec
-from schemas.commands import PublishRequest
-from schemas.groups import (
+from kafstash.producers.api import destination
+from kafstash.producers.api.errors import ApiError, NotFound, Unavailable
+from kafstash.producers.kafka_log import CompactedView, LogUnavailable
+from kafstash.schemas import codec
+from kafstash.schemas.commands import PublishRequest
+from kafstash.schemas.groups import (
     GROUP_KEY_PREFIX,
     Endpoint,
     RemoveSpec,
@@ -35,8 +35,8 @@ from schemas.groups import (
 )
 
 if TYPE_CHECKING:
-    from producers.api.app import Api
-    from schemas.users import User
+    from kafstash.producers.api.app import Api
+    from kafstash.schemas.users import User
 
 _MAX_ENDPOINTS = 100
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from producers.kafka_log import CompactedView
-from schemas import codec
-from schemas.keys import SigningKeys, configured
-from schemas.users import User
+from kafstash.producers.kafka_log import CompactedView
+from kafstash.schemas import codec
+from kafstash.schemas.keys import SigningKeys, configured
+from kafstash.schemas.users import User
 
 KeysView = CompactedView[SigningKeys]
 

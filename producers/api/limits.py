@@ -13,9 +13,9 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from producers.api.errors import error_response
-from schemas import defaults
-from schemas import headers as h
+from kafstash.producers.api.errors import error_response
+from kafstash.schemas import defaults
+from kafstash.schemas import headers as h
 
 _FORWARD = h.FORWARD_PREFIX.encode()
 _TOKEN_CHARS = frozenset(

@@ -6,16 +6,16 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from producers.api.callbacks import parse_callbacks
-from producers.api.errors import ApiError, PayloadTooLarge
-from producers.api.flow_control_value import parse_flow_control
-from producers.durations import parse_duration_ms
-from schemas import defaults, headers, ids
-from schemas.commands import PublishRequest
-from schemas.message import Message
-from schemas.redact import InvalidRedactFields, parse_redact_fields
-from schemas.retry_delay import InvalidRetryDelay, parse_retry_delay
-from schemas.users import User
+from kafstash.producers.api.callbacks import parse_callbacks
+from kafstash.producers.api.errors import ApiError, PayloadTooLarge
+from kafstash.producers.api.flow_control_value import parse_flow_control
+from kafstash.producers.durations import parse_duration_ms
+from kafstash.schemas import defaults, headers, ids
+from kafstash.schemas.commands import PublishRequest
+from kafstash.schemas.message import Message
+from kafstash.schemas.redact import InvalidRedactFields, parse_redact_fields
+from kafstash.schemas.retry_delay import InvalidRetryDelay, parse_retry_delay
+from kafstash.schemas.users import User
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 

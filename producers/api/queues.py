@@ -14,18 +14,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.api.errors import ApiError, NotFound, Unavailable
-from producers.api.gates import (
+from kafstash.producers.api.errors import ApiError, NotFound, Unavailable
+from kafstash.producers.api.gates import (
     Record,
     check_queue_name,
     gate_record,
     with_queue,
 )
-from producers.kafka_log import LogUnavailable
-from schemas.gates import DeleteQueue, QueueState, UpsertQueue, queue_gate, state_key
+from kafstash.producers.kafka_log import LogUnavailable
+from kafstash.schemas.gates import DeleteQueue, QueueState, UpsertQueue, queue_gate, state_key
 
 if TYPE_CHECKING:
-    from producers.api.app import Api
+    from kafstash.producers.api.app import Api
 
 _MAX_PARALLELISM = 1000
 

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from producers.api.views import body_fields
-from producers.kafka_log import CompactedView, MessagesView
-from schemas import codec
-from schemas.redact import redacted
-from schemas.schedules import STATE_KIND, ScheduleState, state_key
+from kafstash.producers.api.views import body_fields
+from kafstash.producers.kafka_log import CompactedView, MessagesView
+from kafstash.schemas import codec
+from kafstash.schemas.redact import redacted
+from kafstash.schemas.schedules import STATE_KIND, ScheduleState, state_key
 
 ScheduleMessageState = Literal["IN_PROGRESS", "SUCCESS", "FAIL"]
 # The state of one message of the last firing; the lead connects an events-based view here.

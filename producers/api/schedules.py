@@ -14,21 +14,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from producers.api import destination, groups
-from producers.api.errors import ApiError, NotFound, Unavailable
-from producers.api.publish import HeaderView, build_request
-from producers.api.schedule_view import (
+from kafstash.producers.api import destination, groups
+from kafstash.producers.api.errors import ApiError, NotFound, Unavailable
+from kafstash.producers.api.publish import HeaderView, build_request
+from kafstash.producers.api.schedule_view import (
     MessageStateFn,
     ScheduleView,
     pending_message_state,
     schedule_json,
 )
-from producers.kafka_log import LogUnavailable
-from schemas import codec, cron, headers, ids
-from schemas.schedules import SCHEDULE_ID_PATTERN, ScheduleSpec, ScheduleState
+from kafstash.producers.kafka_log import LogUnavailable
+from kafstash.schemas import codec, cron, headers, ids
+from kafstash.schemas.schedules import SCHEDULE_ID_PATTERN, ScheduleSpec, ScheduleState
 
 if TYPE_CHECKING:
-    from producers.api.app import Api
+    from kafstash.producers.api.app import Api
 
 _PREFIX = "/v2/schedules/"
 

@@ -3,7 +3,7 @@
 import base64
 from typing import Any
 
-from schemas.message import FlowControl, Message
+from kafstash.schemas.message import FlowControl, Message
 
 
 def body_fields(body: bytes) -> dict[str, str]:

@@ -12,8 +12,8 @@ Both clients send the ``Call`` values built in ``_requests`` (one request-buildi
 differ only in how they wait. Durations are ``"5m"``/``"1d2h"``/``"500ms"`` or int milliseconds.
 """
 
-from producers.client._async import AsyncClient, AsyncSchedules
-from producers.client._errors import (
+from kafstash.producers.client._async import AsyncClient, AsyncSchedules
+from kafstash.producers.client._errors import (
     ApiError,
     InvalidArgument,
     KafstashError,
@@ -24,10 +24,10 @@ from producers.client._errors import (
     SignatureError,
     Unauthorized,
 )
-from producers.client._requests import BatchMessage, MessageOptions, PublishOptions
-from producers.client._results import Message, PublishResult, Schedule
-from producers.client._sync import Client, Schedules
-from producers.client.receiver import Receiver
+from kafstash.producers.client._requests import BatchMessage, MessageOptions, PublishOptions
+from kafstash.producers.client._results import Message, PublishResult, Schedule
+from kafstash.producers.client._sync import Client, Schedules
+from kafstash.producers.client.receiver import Receiver
 
 __all__ = [
     "ApiError",

@@ -18,10 +18,10 @@ from urllib.parse import quote
 
 import httpx
 
-from producers.client import _results
-from producers.client._errors import InvalidArgument, api_error
-from producers.client._results import Message, PublishResult, Schedule
-from producers.durations import parse_duration_ms
+from kafstash.producers.client import _results
+from kafstash.producers.client._errors import InvalidArgument, api_error
+from kafstash.producers.client._results import Message, PublishResult, Schedule
+from kafstash.producers.durations import parse_duration_ms
 
 __all__ = [
     "BatchMessage",

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from producers.client._errors import ProtocolError
+from kafstash.producers.client._errors import ProtocolError
 
 __all__ = ["Message", "PublishResult", "Schedule"]
 

@@ -9,9 +9,9 @@ from typing import TypeVar, Unpack
 
 import httpx
 
-from producers.client import _requests as req
-from producers.client._errors import NetworkError
-from producers.client._requests import (
+from kafstash.producers.client import _requests as req
+from kafstash.producers.client._errors import NetworkError
+from kafstash.producers.client._requests import (
     DEFAULT_BASE_URL,
     DEFAULT_TIMEOUT_S,
     BatchMessage,
@@ -19,7 +19,7 @@ from producers.client._requests import (
     MessageOptions,
     PublishOptions,
 )
-from producers.client._results import Message, PublishResult, Schedule
+from kafstash.producers.client._results import Message, PublishResult, Schedule
 
 __all__ = ["Client", "Schedules"]
 

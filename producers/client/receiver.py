@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import jwt
 
-from producers.client._errors import SignatureError
+from kafstash.producers.client._errors import SignatureError
 
 __all__ = ["Receiver"]
 

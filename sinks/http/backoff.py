@@ -8,7 +8,7 @@ The wait before retry number n (n = 1 for the first retry) is
 import math
 from typing import Final
 
-from schemas.defaults import BACKOFF_CAP_S, BACKOFF_EXPONENT
+from kafstash.schemas.defaults import BACKOFF_CAP_S, BACKOFF_EXPONENT
 
 __all__ = ["default_backoff_ms"]
 

@@ -16,12 +16,12 @@ import base64
 import json
 from typing import Literal
 
-from schemas import ids
-from schemas.commands import DeliveryDue, PublishRequest
-from schemas.defaults import CALLBACK_SOURCE_BODY_LIMIT
-from schemas.message import CallbackOptions, Message
-from schemas.redact import redacted
-from sinks.http import slots
+from kafstash.schemas import ids
+from kafstash.schemas.commands import DeliveryDue, PublishRequest
+from kafstash.schemas.defaults import CALLBACK_SOURCE_BODY_LIMIT
+from kafstash.schemas.message import CallbackOptions, Message
+from kafstash.schemas.redact import redacted
+from kafstash.sinks.http import slots
 
 Kind = Literal["callback", "failure-callback"]
 

@@ -1,7 +1,7 @@
 """The SSRF guard at every delivery attempt: aiohttp connects only to addresses we checked.
 
 :class:`GuardedResolver` wraps aiohttp's default resolver. It resolves the destination's host,
-runs every address through :func:`schemas.addresses.check_address` and hands aiohttp only
+runs every address through :func:`kafstash.schemas.addresses.check_address` and hands aiohttp only
 those checked addresses, so the connection goes to exactly what was checked (no second lookup,
 no DNS-rebinding window). aiohttp skips resolvers for IP-literal hosts, so the sender checks
 those itself with :func:`refusal_for_url` before the request. A refusal surfaces as
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from schemas.addresses import Allowlist, check_address, check_host
+from kafstash.schemas.addresses import Allowlist, check_address, check_host
 
 __all__ = [
     "DestinationRefused",

@@ -19,9 +19,9 @@ from typing import Self
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas import codec
-from schemas.keys import SigningKeys
-from schemas.users import User
+from kafstash.schemas import codec
+from kafstash.schemas.keys import SigningKeys
+from kafstash.schemas.users import User
 
 log = logging.getLogger(__name__)
 

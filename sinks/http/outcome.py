@@ -26,10 +26,10 @@ Rules, in order:
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from schemas import headers as h
-from schemas.retry_delay import RetryDelay
-from sinks.http.backoff import default_backoff_ms
-from sinks.http.retry_after import retry_after_ms
+from kafstash.schemas import headers as h
+from kafstash.schemas.retry_delay import RetryDelay
+from kafstash.sinks.http.backoff import default_backoff_ms
+from kafstash.sinks.http.retry_after import retry_after_ms
 
 __all__ = ["DeadLetter", "Delivered", "Outcome", "RetryAt", "classify"]
 

@@ -2,13 +2,13 @@
 
 from collections.abc import Iterable
 
-from schemas.commands import DeliveryDue, Schedule
-from schemas.dlq import DlqEntry, dlq_id, dlq_key
-from schemas.events import MessageEvent, State
-from schemas.message import Message
-from sinks.http import slots
-from sinks.http.callbacks import callbacks_after
-from sinks.http.outcome import DeadLetter, Delivered, Outcome, RetryAt
+from kafstash.schemas.commands import DeliveryDue, Schedule
+from kafstash.schemas.dlq import DlqEntry, dlq_id, dlq_key
+from kafstash.schemas.events import MessageEvent, State
+from kafstash.schemas.message import Message
+from kafstash.sinks.http import slots
+from kafstash.sinks.http.callbacks import callbacks_after
+from kafstash.sinks.http.outcome import DeadLetter, Delivered, Outcome, RetryAt
 
 RESPONSE_BODY_LIMIT = 4096  # bytes of a destination's answer kept in events (audit, DLQ)
 

@@ -22,7 +22,7 @@ from datetime import UTC
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
-from schemas.defaults import RETRY_AFTER_CAP_S
+from kafstash.schemas.defaults import RETRY_AFTER_CAP_S
 
 __all__ = ["RETRY_AFTER_HEADERS", "retry_after_ms"]
 

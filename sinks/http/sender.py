@@ -26,20 +26,25 @@ from aiokafka import (
 )
 from aiokafka.errors import KafkaError
 
-from schemas import codec
-from schemas import headers as h
-from schemas.addresses import Allowlist
-from schemas.commands import DeliveryDue
-from schemas.defaults import DEFAULT_TIMEOUT_MS, MAX_TOPIC_MESSAGE_BYTES
-from schemas.retry_delay import parse_retry_delay
-from schemas.topics import Topics
-from schemas.users import User
-from sinks.http.guard import DestinationRefused, GuardedResolver, refusal_for_url, refusal_of
-from sinks.http.keys import SigningKeyBook, SigningKeyFollower
-from sinks.http.offsets import OffsetTracker
-from sinks.http.outcome import DeadLetter, Outcome, classify
-from sinks.http.report import RESPONSE_BODY_LIMIT, Record, after_attempt, header_lists
-from sinks.http.signing import sign
+from kafstash.schemas import codec
+from kafstash.schemas import headers as h
+from kafstash.schemas.addresses import Allowlist
+from kafstash.schemas.commands import DeliveryDue
+from kafstash.schemas.defaults import DEFAULT_TIMEOUT_MS, MAX_TOPIC_MESSAGE_BYTES
+from kafstash.schemas.retry_delay import parse_retry_delay
+from kafstash.schemas.topics import Topics
+from kafstash.schemas.users import User
+from kafstash.sinks.http.guard import (
+    DestinationRefused,
+    GuardedResolver,
+    refusal_for_url,
+    refusal_of,
+)
+from kafstash.sinks.http.keys import SigningKeyBook, SigningKeyFollower
+from kafstash.sinks.http.offsets import OffsetTracker
+from kafstash.sinks.http.outcome import DeadLetter, Outcome, classify
+from kafstash.sinks.http.report import RESPONSE_BODY_LIMIT, Record, after_attempt, header_lists
+from kafstash.sinks.http.signing import sign
 
 log = logging.getLogger(__name__)
 

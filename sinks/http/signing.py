@@ -14,8 +14,8 @@ from typing import Final
 
 import jwt
 
-from schemas import ids
-from schemas.defaults import SIGNATURE_TTL_S
+from kafstash.schemas import ids
+from kafstash.schemas.defaults import SIGNATURE_TTL_S
 
 __all__ = ["ISSUER", "body_hash", "sign"]
 

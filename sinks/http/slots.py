@@ -26,12 +26,12 @@ from typing import Literal
 
 from msgspec import structs
 
-from schemas.commands import PublishRequest
-from schemas.gates import Release, gates_of
-from schemas.message import Message
+from kafstash.schemas.commands import PublishRequest
+from kafstash.schemas.gates import Release, gates_of
+from kafstash.schemas.message import Message
 
 Carrier = Literal["callback", "failure-callback"]
-Record = tuple[str, str, object | None]  # as sinks.http.report.Record
+Record = tuple[str, str, object | None]  # as kafstash.sinks.http.report.Record
 
 
 def _held(gate: str) -> bool:

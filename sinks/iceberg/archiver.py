@@ -40,14 +40,14 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.table import Table
 
-from schemas import codec
-from schemas.events import MessageEvent
-from schemas.topics import Topics
-from sinks.iceberg.checkpoint import CommitProperties, OffsetsMoved, latest_offsets
-from sinks.iceberg.maintain import files_per_day, run_plan
-from sinks.iceberg.rows import Row, to_arrow, to_row
-from sinks.iceberg.schedule import MaintainSchedule, due, plan
-from sinks.iceberg.table import CatalogConfig, open_table, summaries
+from kafstash.schemas import codec
+from kafstash.schemas.events import MessageEvent
+from kafstash.schemas.topics import Topics
+from kafstash.sinks.iceberg.checkpoint import CommitProperties, OffsetsMoved, latest_offsets
+from kafstash.sinks.iceberg.maintain import files_per_day, run_plan
+from kafstash.sinks.iceberg.rows import Row, to_arrow, to_row
+from kafstash.sinks.iceberg.schedule import MaintainSchedule, due, plan
+from kafstash.sinks.iceberg.table import CatalogConfig, open_table, summaries
 
 log = logging.getLogger(__name__)
 

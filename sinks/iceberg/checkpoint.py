@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, KeysView, Mapping
 
 from pyiceberg.exceptions import ValidationException
 
-from schemas.delivery_log import offsets_property
+from kafstash.schemas.delivery_log import offsets_property
 
 Offsets = dict[int, int]  # partition → next offset to read
 

@@ -24,8 +24,8 @@ from pyiceberg.expressions import (
 )
 from pyiceberg.table import Table
 
-from schemas.history import HistoricalEvent, HistoryQuery
-from sinks.iceberg.table import CatalogConfig, load
+from kafstash.schemas.history import HistoricalEvent, HistoryQuery
+from kafstash.sinks.iceberg.table import CatalogConfig, load
 
 _COLUMNS = (
     "event_time, event_id, message_id, state, url, attempt, method, max_retries, http_status,"

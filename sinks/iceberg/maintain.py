@@ -20,9 +20,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from pyiceberg.table import Table
 
-from sinks.iceberg.checkpoint import CommitProperties
-from sinks.iceberg.schedule import MaintainPlan
-from sinks.iceberg.table import summaries
+from kafstash.sinks.iceberg.checkpoint import CommitProperties
+from kafstash.sinks.iceberg.schedule import MaintainPlan
+from kafstash.sinks.iceberg.table import summaries
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas.delivery_log import (
+from kafstash.schemas.delivery_log import (
     COLUMNS,
     REQUIRED_COLUMNS,
     RESPONSE_BODY_EXCERPT_BYTES,
     Column,
 )
-from schemas.events import MessageEvent
+from kafstash.schemas.events import MessageEvent
 
 Row = dict[str, Any]
 

@@ -39,7 +39,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-from schemas.delivery_log import COLUMNS, PARTITION_SPEC, TABLE_NAME, Column
+from kafstash.schemas.delivery_log import COLUMNS, PARTITION_SPEC, TABLE_NAME, Column
 
 CATALOG_NAME = "kafstash"
 PYICEBERG_ENV_PREFIX = f"PYICEBERG_CATALOG__{CATALOG_NAME.upper()}__"

@@ -28,10 +28,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform
 
-from schemas.delivery_log import COLUMNS, REQUIRED_COLUMNS
-from sinks.iceberg.checkpoint import latest_offsets
-from sinks.iceberg.maintain import files_per_day
-from sinks.iceberg.table import CatalogConfig, open_table, summaries
+from kafstash.schemas.delivery_log import COLUMNS, REQUIRED_COLUMNS
+from kafstash.sinks.iceberg.checkpoint import latest_offsets
+from kafstash.sinks.iceberg.maintain import files_per_day
+from kafstash.sinks.iceberg.table import CatalogConfig, open_table, summaries
 from tests.iceberg_backends import MotoS3, Postgres, RestCatalog, Unavailable
 from tests.sink import Sink
 from tests.stack import Stack

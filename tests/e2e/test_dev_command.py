@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from schemas.users import DEV_USERS
+from kafstash.schemas.users import DEV_USERS
 from tests.jssdk import JsSdk
 from tests.sink import Sink
 from tests.stack import free_port

@@ -311,7 +311,7 @@ def test_bulk_cancel_in_both_dialects(
 def test_keys_rotate_and_users_are_isolated(
     client: QStash, stack: Stack, sink: Sink, route: Callable[[str], str]
 ) -> None:
-    from schemas.users import DEV_USERS  # noqa: PLC0415
+    from kafstash.schemas.users import DEV_USERS  # noqa: PLC0415
 
     other_user = DEV_USERS[1]
     other = QStash(other_user.token, base_url=stack.base_url)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from schemas.jsonschema import OUT
+from kafstash.schemas.jsonschema import OUT
 from tests.sink import Sink
 from tests.stack import Stack
 

@@ -14,8 +14,8 @@ import pytest
 from qstash import QStash
 from qstash.errors import QStashError
 
-from schemas.schedules import tick_message_id
-from schemas.users import DEV_USERS
+from kafstash.schemas.schedules import tick_message_id
+from kafstash.schemas.users import DEV_USERS
 from tests.jssdk import JsSdk
 from tests.sink import Receipt, Sink
 from tests.stack import Stack

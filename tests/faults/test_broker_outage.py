@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka import LocalBroker, ensure_jars
+from kafstash.infra.kafka import LocalBroker, ensure_jars
 from tests.faults.ledger import Ledger, check, client, drain, publish, steady
 from tests.sink import Sink
 from tests.stack import Stack

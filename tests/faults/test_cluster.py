@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka import LocalCluster
 from kafstash.config import Settings
+from kafstash.infra.kafka import LocalCluster
 from tests.faults.ledger import Attempt, Ledger, check, client, drain, publish, steady
 from tests.sink import Sink
 from tests.stack import Stack

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import pytest
 from qstash import QStash
 
-from schemas.schedules import tick_message_id
+from kafstash.schemas.schedules import tick_message_id
 from tests.sink import Sink
 from tests.stack import Stack
 

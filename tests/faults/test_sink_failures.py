@@ -18,11 +18,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from qstash import QStash
 
-from schemas import codec
-from schemas.commands import DeliveryDue
-from schemas.message import Message
-from sinks.http.outcome import DeadLetter
-from sinks.http.report import after_attempt
+from kafstash.schemas import codec
+from kafstash.schemas.commands import DeliveryDue
+from kafstash.schemas.message import Message
+from kafstash.sinks.http.outcome import DeadLetter
+from kafstash.sinks.http.report import after_attempt
 from tests.sink import Sink
 from tests.stack import Stack
 

@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from infra.kafka import LocalBroker
+from kafstash.infra.kafka import LocalBroker
 
 pytestmark = pytest.mark.broker
 

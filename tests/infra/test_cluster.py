@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from infra.kafka import LocalCluster
+from kafstash.infra.kafka import LocalCluster
 
 pytestmark = pytest.mark.broker
 

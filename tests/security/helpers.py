@@ -11,8 +11,8 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas import codec
-from schemas.events import MessageEvent
+from kafstash.schemas import codec
+from kafstash.schemas.events import MessageEvent
 from tests.sink import Sink
 
 

@@ -15,7 +15,7 @@ import pytest
 from qstash import QStash
 from qstash.errors import RateLimitExceededError
 
-from schemas.users import DEV_USERS
+from kafstash.schemas.users import DEV_USERS
 from tests.stack import Stack
 
 pytestmark = pytest.mark.broker

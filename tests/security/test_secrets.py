@@ -18,7 +18,7 @@ import httpx
 import msgspec
 import pytest
 
-from schemas.users import User
+from kafstash.schemas.users import User
 from tests.security.helpers import RecordingSink, read_topics, wait_until
 from tests.stack import Stack
 

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from schemas.addresses import Allowlist, check_address, check_host
+from kafstash.schemas.addresses import Allowlist, check_address, check_host
 
 REFUSED = {
     "127.0.0.1": "loopback",

@@ -9,11 +9,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from producers.api.app import ApiConfig, create_app
-from producers.api.limits import header_pairs_problem, headers_problem
-from producers.api.publish import PublishLimits
-from schemas.topics import Topics
-from schemas.users import DEV_USERS
+from kafstash.producers.api.app import ApiConfig, create_app
+from kafstash.producers.api.limits import header_pairs_problem, headers_problem
+from kafstash.producers.api.publish import PublishLimits
+from kafstash.schemas.topics import Topics
+from kafstash.schemas.users import DEV_USERS
 
 USER = DEV_USERS[0]
 AUTH = {"Authorization": f"Bearer {USER.token}"}

@@ -12,18 +12,18 @@ from pathlib import Path
 import pytest
 
 from kafstash.config import ConfigError, archive_maintenance
-from schemas.events import MessageEvent
-from sinks.iceberg.checkpoint import CommitProperties, latest_offsets
-from sinks.iceberg.maintain import files_per_day, run_plan
-from sinks.iceberg.rows import to_arrow, to_row
-from sinks.iceberg.schedule import (
+from kafstash.schemas.events import MessageEvent
+from kafstash.sinks.iceberg.checkpoint import CommitProperties, latest_offsets
+from kafstash.sinks.iceberg.maintain import files_per_day, run_plan
+from kafstash.sinks.iceberg.rows import to_arrow, to_row
+from kafstash.sinks.iceberg.schedule import (
     DEFAULT_EXPIRE_AFTER_S,
     DEFAULT_MIN_FILES,
     MaintainSchedule,
     due,
     plan,
 )
-from sinks.iceberg.table import (
+from kafstash.sinks.iceberg.table import (
     CatalogConfig,
     CatalogConfigError,
     open_table,

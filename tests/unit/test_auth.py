@@ -8,9 +8,9 @@ from unittest import mock
 
 import pytest
 
-from producers.api.auth import Authenticator
-from producers.api.errors import Unauthorized
-from schemas.users import DEV_USERS, User
+from kafstash.producers.api.auth import Authenticator
+from kafstash.producers.api.errors import Unauthorized
+from kafstash.schemas.users import DEV_USERS, User
 
 USERS = DEV_USERS
 

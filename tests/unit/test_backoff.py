@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from sinks.http.backoff import default_backoff_ms
+from kafstash.sinks.http.backoff import default_backoff_ms
 
 
 @pytest.mark.parametrize(

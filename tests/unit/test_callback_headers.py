@@ -4,12 +4,12 @@
 
 import pytest
 
-from producers.api.callbacks import parse_callbacks
-from producers.api.errors import ApiError
-from producers.api.publish import HeaderView, PublishLimits, build_request
-from producers.api.views import message_json
-from schemas.message import CallbackOptions
-from schemas.users import DEV_USERS
+from kafstash.producers.api.callbacks import parse_callbacks
+from kafstash.producers.api.errors import ApiError
+from kafstash.producers.api.publish import HeaderView, PublishLimits, build_request
+from kafstash.producers.api.views import message_json
+from kafstash.schemas.message import CallbackOptions
+from kafstash.schemas.users import DEV_USERS
 
 NOW = 1_700_000_000_000
 CB = "https://cb.example.com/hook"

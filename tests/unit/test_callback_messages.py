@@ -4,13 +4,13 @@ the callback body, the callback message, the DLQ entry, and their idempotence un
 import base64
 import json
 
-from schemas import codec, defaults
-from schemas.commands import DeliveryDue, PublishRequest
-from schemas.dlq import DlqEntry, dlq_id
-from schemas.message import CallbackOptions, Message
-from sinks.http.callbacks import callback_body, callback_request
-from sinks.http.outcome import DeadLetter, Delivered, Outcome, RetryAt
-from sinks.http.report import RESPONSE_BODY_LIMIT, Record, after_attempt, header_lists
+from kafstash.schemas import codec, defaults
+from kafstash.schemas.commands import DeliveryDue, PublishRequest
+from kafstash.schemas.dlq import DlqEntry, dlq_id
+from kafstash.schemas.message import CallbackOptions, Message
+from kafstash.sinks.http.callbacks import callback_body, callback_request
+from kafstash.sinks.http.outcome import DeadLetter, Delivered, Outcome, RetryAt
+from kafstash.sinks.http.report import RESPONSE_BODY_LIMIT, Record, after_attempt, header_lists
 
 NOW = 1_700_000_000_000
 

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from producers.api.dlq import republished
-from producers.api.gates import cancel_records
-from schemas import codec
-from schemas.commands import DeliveryDue, PublishRequest
-from schemas.gates import Admit, Release, Withdraw, flow_control_gate, queue_gate
-from schemas.message import FlowControl, Message
-from schemas.topics import Topics
-from sinks.http.outcome import DeadLetter, Delivered, Outcome, RetryAt
-from sinks.http.report import Record, after_attempt
-from streams.effects import Emit
+from kafstash.producers.api.dlq import republished
+from kafstash.producers.api.gates import cancel_records
+from kafstash.schemas import codec
+from kafstash.schemas.commands import DeliveryDue, PublishRequest
+from kafstash.schemas.gates import Admit, Release, Withdraw, flow_control_gate, queue_gate
+from kafstash.schemas.message import FlowControl, Message
+from kafstash.schemas.topics import Topics
+from kafstash.sinks.http.outcome import DeadLetter, Delivered, Outcome, RetryAt
+from kafstash.sinks.http.report import Record, after_attempt
+from kafstash.streams.effects import Emit
 from tests.unit.test_gate import Gates, delivered
 
 Q = queue_gate("u1", "q")

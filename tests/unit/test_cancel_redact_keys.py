@@ -5,18 +5,18 @@ from __future__ import annotations
 import pytest
 from starlette.datastructures import QueryParams
 
-from producers.api.cancel import parse_selection, select
-from producers.api.errors import ApiError
-from producers.api.publish import HeaderView, PublishLimits, build_request
-from schemas import codec
-from schemas.commands import DeliveryDue, PublishRequest
-from schemas.events import MessageEvent
-from schemas.keys import SigningKeys, configured, rotate
-from schemas.message import FlowControl, Message
-from schemas.users import DEV_USERS
-from sinks.http.keys import SigningKeyBook
-from sinks.iceberg.rows import to_row
-from streams.dedup import accept
+from kafstash.producers.api.cancel import parse_selection, select
+from kafstash.producers.api.errors import ApiError
+from kafstash.producers.api.publish import HeaderView, PublishLimits, build_request
+from kafstash.schemas import codec
+from kafstash.schemas.commands import DeliveryDue, PublishRequest
+from kafstash.schemas.events import MessageEvent
+from kafstash.schemas.keys import SigningKeys, configured, rotate
+from kafstash.schemas.message import FlowControl, Message
+from kafstash.schemas.users import DEV_USERS
+from kafstash.sinks.http.keys import SigningKeyBook
+from kafstash.sinks.iceberg.rows import to_row
+from kafstash.streams.dedup import accept
 
 NOW = 1_700_000_000_000
 USER = DEV_USERS[0]

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from producers.client import (
+from kafstash.producers.client import (
     ApiError,
     AsyncClient,
     Client,

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from producers.client import InvalidArgument
-from producers.client import _requests as req
-from producers.durations import parse_duration_ms
+from kafstash.producers.client import InvalidArgument
+from kafstash.producers.client import _requests as req
+from kafstash.producers.durations import parse_duration_ms
 
 URL = "https://example.com/api/hook?x=1&y=2"
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schemas.cron import InvalidCron, next_tick, parse
+from kafstash.schemas.cron import InvalidCron, next_tick, parse
 
 
 def ms(*args: int) -> int:

@@ -1,10 +1,10 @@
 """accept(): deduplicate a PublishRequest and route the new message to delivery or delay."""
 
-from schemas.commands import Accepted, DeliveryDue, ExpireDedup, PublishRequest, Schedule
-from schemas.events import MessageEvent
-from schemas.message import Message
-from streams.dedup import DedupEntry, accept, expire, expired_keys
-from streams.effects import Emit, Step
+from kafstash.schemas.commands import Accepted, DeliveryDue, ExpireDedup, PublishRequest, Schedule
+from kafstash.schemas.events import MessageEvent
+from kafstash.schemas.message import Message
+from kafstash.streams.dedup import DedupEntry, accept, expire, expired_keys
+from kafstash.streams.effects import Emit, Step
 
 NOW = 1_700_000_000_000
 WINDOW = 600_000

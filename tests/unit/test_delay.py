@@ -2,12 +2,20 @@
 
 import pytest
 
-from schemas.commands import Cancel, DeliveryDue, Fire, Schedule
-from schemas.defaults import CANCELED_MARKER_TTL_MS
-from schemas.events import MessageEvent
-from schemas.message import Message
-from streams.delay import Canceled, Pending, Row, on_cancel, on_fire, on_schedule, wake_time
-from streams.effects import Emit, Step
+from kafstash.schemas.commands import Cancel, DeliveryDue, Fire, Schedule
+from kafstash.schemas.defaults import CANCELED_MARKER_TTL_MS
+from kafstash.schemas.events import MessageEvent
+from kafstash.schemas.message import Message
+from kafstash.streams.delay import (
+    Canceled,
+    Pending,
+    Row,
+    on_cancel,
+    on_fire,
+    on_schedule,
+    wake_time,
+)
+from kafstash.streams.effects import Emit, Step
 
 NOW = 1_700_000_000_000
 MID = "msg_delayed"

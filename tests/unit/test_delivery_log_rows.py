@@ -9,18 +9,18 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from schemas.delivery_log import COLUMNS, REQUIRED_COLUMNS, Column, evolution_errors
-from schemas.events import MessageEvent
-from schemas.message import Message
-from sinks.iceberg.checkpoint import (
+from kafstash.schemas.delivery_log import COLUMNS, REQUIRED_COLUMNS, Column, evolution_errors
+from kafstash.schemas.events import MessageEvent
+from kafstash.schemas.message import Message
+from kafstash.sinks.iceberg.checkpoint import (
     CommitProperties,
     OffsetsMoved,
     latest_offsets,
     merge,
     read_offsets,
 )
-from sinks.iceberg.rows import ARROW_SCHEMA, excerpt, to_arrow, to_row
-from sinks.iceberg.table import CatalogConfig, iceberg_schema, load, open_table, summaries
+from kafstash.sinks.iceberg.rows import ARROW_SCHEMA, excerpt, to_arrow, to_row
+from kafstash.sinks.iceberg.table import CatalogConfig, iceberg_schema, load, open_table, summaries
 
 NOW_MS = 1_790_000_000_123
 

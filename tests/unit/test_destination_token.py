@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from producers.api.destination import rebuild
+from kafstash.producers.api.destination import rebuild
 
 PREFIX = "/v2/publish/"
 

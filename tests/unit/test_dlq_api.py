@@ -3,13 +3,13 @@ and what a retry republishes."""
 
 import pytest
 
-from producers.api.dlq import dlq_json, republished
-from producers.api.dlq_query import DlqQuery, parse_query, select
-from producers.api.errors import ApiError
-from producers.api.publish import HeaderView, PublishLimits, build_request
-from schemas.dlq import DlqEntry
-from schemas.message import FlowControl, Message
-from schemas.users import DEV_USERS
+from kafstash.producers.api.dlq import dlq_json, republished
+from kafstash.producers.api.dlq_query import DlqQuery, parse_query, select
+from kafstash.producers.api.errors import ApiError
+from kafstash.producers.api.publish import HeaderView, PublishLimits, build_request
+from kafstash.schemas.dlq import DlqEntry
+from kafstash.schemas.message import FlowControl, Message
+from kafstash.schemas.users import DEV_USERS
 
 NOW = 1_700_000_000_000
 

@@ -8,13 +8,13 @@ import pytest
 from qstash.log import LogState, parse_logs_response
 from starlette.datastructures import QueryParams
 
-from producers.api.errors import ApiError
-from producers.api.events import event_json, list_events, parse_query
-from producers.api.filters import parse_filter
-from producers.events_view import EventStore
-from schemas.events import MessageEvent, State
-from schemas.message import CallbackOptions, FlowControl, Message
-from schemas.redact import redacted, redacted_value
+from kafstash.producers.api.errors import ApiError
+from kafstash.producers.api.events import event_json, list_events, parse_query
+from kafstash.producers.api.filters import parse_filter
+from kafstash.producers.events_view import EventStore
+from kafstash.schemas.events import MessageEvent, State
+from kafstash.schemas.message import CallbackOptions, FlowControl, Message
+from kafstash.schemas.redact import redacted, redacted_value
 
 T0 = 1_700_000_000_000
 USER = "u1"

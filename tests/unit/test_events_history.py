@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from starlette.datastructures import QueryParams
 
-from producers.api import events
-from producers.events_view import EventStore
-from schemas.events import MessageEvent
-from schemas.history import HistoricalEvent, HistoryQuery
+from kafstash.producers.api import events
+from kafstash.producers.events_view import EventStore
+from kafstash.schemas.events import MessageEvent
+from kafstash.schemas.history import HistoricalEvent, HistoryQuery
 
 HORIZON = 1_000_000
 

@@ -2,12 +2,12 @@
 
 import pytest
 
-from producers.api.errors import ApiError
-from producers.api.flow_control_value import parse_flow_control
-from producers.api.publish import HeaderView, PublishLimits, build_request
-from producers.api.views import message_json
-from schemas.message import FlowControl
-from schemas.users import DEV_USERS
+from kafstash.producers.api.errors import ApiError
+from kafstash.producers.api.flow_control_value import parse_flow_control
+from kafstash.producers.api.publish import HeaderView, PublishLimits, build_request
+from kafstash.producers.api.views import message_json
+from kafstash.schemas.message import FlowControl
+from kafstash.schemas.users import DEV_USERS
 
 
 @pytest.mark.parametrize(

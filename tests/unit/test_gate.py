@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import msgspec
 import pytest
 
-from schemas.commands import DeliveryDue, Fire, PublishRequest, Schedule
-from schemas.gates import (
+from kafstash.schemas.commands import DeliveryDue, Fire, PublishRequest, Schedule
+from kafstash.schemas.gates import (
     Admit,
     DeleteQueue,
     FlowAction,
@@ -25,11 +25,11 @@ from schemas.gates import (
     gates_of,
     queue_gate,
 )
-from schemas.message import FlowControl, Message
-from sinks.http.outcome import DeadLetter, Delivered, RetryAt
-from sinks.http.report import after_attempt
-from streams import dedup, delay, gate
-from streams.effects import Emit
+from kafstash.schemas.message import FlowControl, Message
+from kafstash.sinks.http.outcome import DeadLetter, Delivered, RetryAt
+from kafstash.sinks.http.report import after_attempt
+from kafstash.streams import dedup, delay, gate
+from kafstash.streams.effects import Emit
 
 Q = queue_gate("u1", "q")
 F = flow_control_gate("u1", "k")

@@ -7,21 +7,21 @@ import msgspec
 import pytest
 from starlette.requests import Request
 
-from producers.api.errors import ApiError
-from producers.api.flow_control import admin_command, expected_state, flow_control_json
-from producers.api.gates import (
+from kafstash.producers.api.errors import ApiError
+from kafstash.producers.api.flow_control import admin_command, expected_state, flow_control_json
+from kafstash.producers.api.gates import (
     StateFloors,
     cancel_records,
     check_queue_name,
     request_key,
     with_queue,
 )
-from producers.api.queues import queue_json
-from schemas import codec
-from schemas.commands import Cancel, PublishRequest
-from schemas.gates import FlowControlAdmin, FlowControlState, QueueState, Withdraw
-from schemas.message import FlowControl, Message
-from schemas.topics import Topics
+from kafstash.producers.api.queues import queue_json
+from kafstash.schemas import codec
+from kafstash.schemas.commands import Cancel, PublishRequest
+from kafstash.schemas.gates import FlowControlAdmin, FlowControlState, QueueState, Withdraw
+from kafstash.schemas.message import FlowControl, Message
+from kafstash.schemas.topics import Topics
 
 T = Topics("t")
 

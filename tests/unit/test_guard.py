@@ -10,8 +10,13 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from schemas.addresses import Allowlist
-from sinks.http.guard import DestinationRefused, GuardedResolver, refusal_for_url, refusal_of
+from kafstash.schemas.addresses import Allowlist
+from kafstash.sinks.http.guard import (
+    DestinationRefused,
+    GuardedResolver,
+    refusal_for_url,
+    refusal_of,
+)
 
 NONE = Allowlist()
 

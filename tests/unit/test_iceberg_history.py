@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from schemas.events import MessageEvent, State
-from schemas.history import HistoryQuery
-from schemas.message import Message
-from sinks.iceberg.history import IcebergHistory
-from sinks.iceberg.rows import to_arrow, to_row
-from sinks.iceberg.table import CatalogConfig, open_table
+from kafstash.schemas.events import MessageEvent, State
+from kafstash.schemas.history import HistoryQuery
+from kafstash.schemas.message import Message
+from kafstash.sinks.iceberg.history import IcebergHistory
+from kafstash.sinks.iceberg.rows import to_arrow, to_row
+from kafstash.sinks.iceberg.table import CatalogConfig, open_table
 
 T0 = 1_764_000_000_000  # ms
 

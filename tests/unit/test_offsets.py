@@ -1,6 +1,6 @@
 """OffsetTracker: the committable offset while deliveries finish out of order."""
 
-from sinks.http.offsets import OffsetTracker
+from kafstash.sinks.http.offsets import OffsetTracker
 
 
 def test_nothing_started_commits_nothing() -> None:

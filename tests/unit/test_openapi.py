@@ -8,11 +8,11 @@ import re
 import schemathesis
 from starlette.routing import Route
 
-from producers.api import openapi
-from producers.api.app import ApiConfig, create_app
-from producers.api.publish import PublishLimits
-from schemas.topics import Topics
-from schemas.users import DEV_USERS
+from kafstash.producers.api import openapi
+from kafstash.producers.api.app import ApiConfig, create_app
+from kafstash.producers.api.publish import PublishLimits
+from kafstash.schemas.topics import Topics
+from kafstash.schemas.users import DEV_USERS
 
 _PARAM = re.compile(r"\{[^}]+\}")
 

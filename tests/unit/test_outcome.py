@@ -8,8 +8,8 @@ from typing import assert_never
 
 import pytest
 
-from schemas.retry_delay import RetryDelay, parse_retry_delay
-from sinks.http.outcome import DeadLetter, Delivered, Outcome, RetryAt, classify
+from kafstash.schemas.retry_delay import RetryDelay, parse_retry_delay
+from kafstash.sinks.http.outcome import DeadLetter, Delivered, Outcome, RetryAt, classify
 
 NOW = 1_700_000_000_000
 BACKOFF_0 = 12_182  # default backoff before retry 1

@@ -5,13 +5,13 @@ qstash-api.md §3.1 (the destination travels raw in the path) and §4 (request h
 
 import pytest
 
-from producers.api.destination import rebuild, validate_url
-from producers.api.errors import ApiError, PayloadTooLarge
-from producers.api.publish import HeaderView, PublishLimits, build_request
-from producers.durations import parse_duration_ms
-from schemas import defaults
-from schemas.commands import PublishRequest
-from schemas.users import DEV_USERS
+from kafstash.producers.api.destination import rebuild, validate_url
+from kafstash.producers.api.errors import ApiError, PayloadTooLarge
+from kafstash.producers.api.publish import HeaderView, PublishLimits, build_request
+from kafstash.producers.durations import parse_duration_ms
+from kafstash.schemas import defaults
+from kafstash.schemas.commands import PublishRequest
+from kafstash.schemas.users import DEV_USERS
 
 NOW = 1_700_000_000_000
 USER = DEV_USERS[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from producers.api.ratelimit import RateLimiter, TokenBucket
+from kafstash.producers.api.ratelimit import RateLimiter, TokenBucket
 
 T0 = 1_700_000_000.0
 

@@ -15,9 +15,9 @@ import pytest
 from qstash import Receiver as OfficialReceiver
 from qstash.errors import SignatureError as OfficialSignatureError
 
-from producers.client import Receiver, SignatureError
-from schemas.users import DEV_USERS
-from sinks.http.signing import body_hash, sign
+from kafstash.producers.client import Receiver, SignatureError
+from kafstash.schemas.users import DEV_USERS
+from kafstash.sinks.http.signing import body_hash, sign
 
 # 32-byte keys (PyJWT warns below that, and warnings are errors here).
 CURRENT_KEY = DEV_USERS[0].current_signing_key

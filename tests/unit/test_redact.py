@@ -2,8 +2,13 @@ import hashlib
 
 import pytest
 
-from schemas.message import Message
-from schemas.redact import InvalidRedactFields, parse_redact_fields, redacted, redacted_value
+from kafstash.schemas.message import Message
+from kafstash.schemas.redact import (
+    InvalidRedactFields,
+    parse_redact_fields,
+    redacted,
+    redacted_value,
+)
 
 
 def _msg(**kw: object) -> Message:

@@ -5,7 +5,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from sinks.http.retry_after import RETRY_AFTER_HEADERS, retry_after_ms
+from kafstash.sinks.http.retry_after import RETRY_AFTER_HEADERS, retry_after_ms
 
 # Wed, 21 Oct 2015 07:27:30 GMT, plus 250 ms
 NOW_MS = int(datetime(2015, 10, 21, 7, 27, 30, tzinfo=UTC).timestamp()) * 1000 + 250

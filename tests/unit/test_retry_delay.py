@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from schemas.retry_delay import (
+from kafstash.schemas.retry_delay import (
     MAX_EXPRESSION_LENGTH,
     MAX_RETRY_DELAY_MS,
     InvalidRetryDelay,

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from schemas import codec
-from schemas.commands import DeliveryDue, PublishRequest, Schedule
-from schemas.message import Message
-from schemas.schedules import ScheduleSpec, ScheduleState, Tick, tick_message_id
-from streams import dedup, schedule
-from streams.effects import Step
+from kafstash.schemas import codec
+from kafstash.schemas.commands import DeliveryDue, PublishRequest, Schedule
+from kafstash.schemas.message import Message
+from kafstash.schemas.schedules import ScheduleSpec, ScheduleState, Tick, tick_message_id
+from kafstash.streams import dedup, schedule
+from kafstash.streams.effects import Step
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a tick of every cron below
 KEY = "alice/s1"

@@ -10,12 +10,12 @@ import asyncio
 
 import msgspec
 
-from schemas import codec
-from schemas.groups import Endpoint, UrlGroup, group_key
-from schemas.schedules import ScheduleSpec, Tick, group_tick_message_id
-from streams import schedule
-from streams.groups_view import GroupsView
-from streams.schedule import GROUP_NOT_FOUND, TickTarget
+from kafstash.schemas import codec
+from kafstash.schemas.groups import Endpoint, UrlGroup, group_key
+from kafstash.schemas.schedules import ScheduleSpec, Tick, group_tick_message_id
+from kafstash.streams import schedule
+from kafstash.streams.groups_view import GroupsView
+from kafstash.streams.schedule import GROUP_NOT_FOUND, TickTarget
 from tests.unit.test_schedule import EVERY_2S, KEY, T0, Table, spec
 
 A = "https://a.example/hook"

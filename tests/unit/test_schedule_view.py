@@ -10,10 +10,10 @@ import msgspec
 from qstash.schedule import ScheduleState as SdkState
 from qstash.schedule import parse_schedule_response
 
-from producers.api.schedule_view import ScheduleView, schedule_json
-from schemas import codec
-from schemas.message import FlowControl, Message
-from schemas.schedules import ScheduleSpec, ScheduleState
+from kafstash.producers.api.schedule_view import ScheduleView, schedule_json
+from kafstash.schemas import codec
+from kafstash.schemas.message import FlowControl, Message
+from kafstash.schemas.schedules import ScheduleSpec, ScheduleState
 
 T0 = 1_767_225_600_000
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from schemas import codec
-from schemas.commands import (
+from kafstash.schemas import codec
+from kafstash.schemas.commands import (
     Accepted,
     Cancel,
     DeliveryDue,
@@ -14,9 +14,9 @@ from schemas.commands import (
     PublishRequest,
     Schedule,
 )
-from schemas.events import MessageEvent
-from schemas.jsonschema import DOCUMENTS, OUT, render
-from schemas.message import Message
+from kafstash.schemas.events import MessageEvent
+from kafstash.schemas.jsonschema import DOCUMENTS, OUT, render
+from kafstash.schemas.message import Message
 
 MSG = Message(
     message_id="msg_1",
@@ -72,5 +72,5 @@ def test_wire_is_camel_case_with_base64_body() -> None:
 @pytest.mark.parametrize("name", sorted(DOCUMENTS))
 def test_checked_in_json_schema_is_current(name: str) -> None:
     assert (OUT / name).read_text() == render(DOCUMENTS[name]), (
-        "regenerate with: python -m schemas.jsonschema"
+        "regenerate with: python -m kafstash.schemas.jsonschema"
     )

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from kafstash.config import ConfigError, Settings
-from schemas.addresses import Allowlist
+from kafstash.schemas.addresses import Allowlist
 
 
 def _settings(**env: str) -> Settings:

@@ -12,14 +12,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from schemas.addresses import Allowlist
-from schemas.commands import DeliveryDue, Schedule
-from schemas.events import MessageEvent
-from schemas.message import Message
-from schemas.topics import Topics
-from schemas.users import DEV_USERS
-from sinks.http.guard import GuardedResolver
-from sinks.http.sender import Sender, SenderConfig
+from kafstash.schemas.addresses import Allowlist
+from kafstash.schemas.commands import DeliveryDue, Schedule
+from kafstash.schemas.events import MessageEvent
+from kafstash.schemas.message import Message
+from kafstash.schemas.topics import Topics
+from kafstash.schemas.users import DEV_USERS
+from kafstash.sinks.http.guard import GuardedResolver
+from kafstash.sinks.http.sender import Sender, SenderConfig
 
 
 @pytest.fixture

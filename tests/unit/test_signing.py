@@ -9,8 +9,8 @@ import pytest
 from qstash import Receiver
 from qstash.errors import SignatureError
 
-from schemas.defaults import SIGNATURE_TTL_S
-from sinks.http.signing import body_hash, sign
+from kafstash.schemas.defaults import SIGNATURE_TTL_S
+from kafstash.sinks.http.signing import body_hash, sign
 
 # The QStash dev server's published keys: 32 bytes, the length PyJWT asks for.
 CURRENT_KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"

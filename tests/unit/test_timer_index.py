@@ -3,7 +3,7 @@
 import asyncio
 import time
 
-from streams.timer_index import TimerIndex, run_due
+from kafstash.streams.timer_index import TimerIndex, run_due
 
 NOW = 1_700_000_000_000
 

@@ -2,12 +2,20 @@
 
 import pytest
 
-from producers.api.groups import Target, for_target, group_json
-from producers.api.publish import HeaderView, PublishLimits, build_request
-from schemas import codec
-from schemas.commands import PublishRequest
-from schemas.groups import Endpoint, RemoveSpec, UrlGroup, group_key, remove, upsert, valid_name
-from schemas.users import DEV_USERS
+from kafstash.producers.api.groups import Target, for_target, group_json
+from kafstash.producers.api.publish import HeaderView, PublishLimits, build_request
+from kafstash.schemas import codec
+from kafstash.schemas.commands import PublishRequest
+from kafstash.schemas.groups import (
+    Endpoint,
+    RemoveSpec,
+    UrlGroup,
+    group_key,
+    remove,
+    upsert,
+    valid_name,
+)
+from kafstash.schemas.users import DEV_USERS
 
 A, B, C = "https://a.example/", "https://b.example/", "https://c.example/"
 
