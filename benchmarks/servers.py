@@ -1,4 +1,4 @@
-"""The benchmark's own HTTP servers, each run as a separate process by ``benchmarks/run.py``.
+"""The benchmark's own HTTP servers, each run as a separate process by ``benchmarks.run``.
 
 ``python benchmarks/servers.py hello FD`` serves a hello-world ASGI app; ``... sink FD`` serves the
 delivery sink. Both run under uvicorn (uvloop + httptools, no access log, one process) on a

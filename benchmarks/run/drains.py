@@ -1,0 +1,163 @@
+"""Phase 3, each stage alone drains a fixed backlog: the stream workers, then the sender.
+
+With only the API up on the main stack, wrk publishes the backlog; then the stream workers
+start (requests → DeliveryDue records/s, from the deliveries topic's end offsets), then the
+sender (deliveries/s, from the sink's first and last arrival). Each rate counts from the first
+record out, so start-up (faust rebalance, consumer join) is left out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from benchmarks.run.baselines import Baselines
+from benchmarks.run.context import Bench
+from benchmarks.run.publish import Publish
+from benchmarks.run.report import Row, fmt_rate, fmt_ratio
+from benchmarks.run.sink import sink_stats, sink_total
+from benchmarks.run.wrk import WrkResult, run_wrk
+from kafstash.config import Settings
+
+SECTION = "2. Delivery (to a counting uvicorn sink)"
+
+
+@dataclass(frozen=True)
+class Drains:
+    wrk: WrkResult  # publishing the backlog
+    backlog: int
+    streams_rate: float | None
+    streams_note: str
+    sender_rate: float | None
+    sender_note: str
+
+    def note(self) -> str:
+        return f"backlog of {self.backlog} messages: {self.streams_note}; {self.sender_note}"
+
+
+def rate_of(samples: list[tuple[float, int]]) -> float | None:
+    """Rate from the last sample still at zero (the start) to the last sample."""
+    zero = [t for t, v in samples if v == 0]
+    moving = [(t, v) for t, v in samples if v > 0]
+    if not moving:
+        return None
+    t0 = zero[-1] if zero else samples[0][0]
+    t1, v1 = moving[-1]
+    return v1 / (t1 - t0) if t1 > t0 else None
+
+
+async def run(bench: Bench) -> Drains:
+    p = bench.prof
+    bench.stack = stack = bench.new_stack("main")
+    await bench.start_api(stack)
+    bench.topics = topics = Settings.from_env(stack.env).topics
+    wrk = await bench.phase(
+        f"backlog: wrk publishes {p.backlog:,} (API alone)",
+        run_wrk(
+            bench.procs,
+            stack.base_url,
+            bench.publish_path("bl"),
+            seconds=60,
+            body=bench.body,
+            headers=bench.auth,
+            workdir=bench.workdir,
+            until=bench.reached(topics.requests, p.backlog),
+        ),
+    )
+    await asyncio.sleep(0.3)  # requests wrk left in flight are still appended
+    backlog = await bench.offsets.total(topics.requests)
+    bench.log(f"{backlog} publish requests waiting in {topics.requests}")
+    streams_rate, streams_note = await bench.phase(
+        "streams: drain backlog (stream workers alone)", drain_streams(bench, backlog)
+    )
+    sender_rate, sender_note = await bench.phase(
+        "delivery: drain backlog (sender alone)", drain_sender(bench, backlog)
+    )
+    return Drains(wrk, backlog, streams_rate, streams_note, sender_rate, sender_note)
+
+
+async def _drain(
+    bench: Bench, role: str, got: Callable[[], Awaitable[int]], target: int, cap: float
+) -> tuple[list[tuple[float, int]], bool, float | None]:
+    """Start ``role``, wait for its first output (start-up, not profiled), then for ``target``.
+
+    Returns the samples, whether ``target`` was reached, and when the first output came.
+    """
+    assert bench.stack
+    started = time.monotonic()
+    bench.stack.start_role(role)
+    samples, _ = await bench.wait_until(got, 1, cap)
+    detach = await bench.pyspy.attach(role, bench.stack.procs[role].pid)
+    more, done = await bench.wait_until(got, target, cap - (time.monotonic() - started))
+    samples += more
+    await detach()
+    first = next((t - started for t, v in samples if v > 0), None)
+    return samples, done, first
+
+
+async def drain_streams(bench: Bench, backlog: int) -> tuple[float | None, str]:
+    assert bench.stack
+
+    async def got() -> int:
+        return await bench.offsets.total(bench.topics.deliveries)
+
+    cap = bench.drain_cap(bench.reserve() + backlog / 400)
+    samples, done, first = await _drain(bench, "streams", got, backlog, cap)
+    note = (
+        f"stream workers: first delivery {first:.1f}s after start"
+        if first is not None
+        else "stream workers: no delivery"
+    )
+    if not done:
+        note += f", CUT at {samples[-1][1]}/{backlog} (time budget)"
+        bench.log(f"stream workers did not finish; log ends:\n{bench.stack.tail('streams')}")
+    return rate_of(samples), note
+
+
+async def drain_sender(bench: Bench, backlog: int) -> tuple[float | None, str]:
+    assert bench.stack
+    assert bench.sink
+    sink = bench.sink
+
+    async def got() -> int:
+        return sink_total(await sink_stats(bench.session, sink), ("bl",))
+
+    samples, done, first = await _drain(
+        bench, "sender", got, backlog, bench.drain_cap(bench.reserve())
+    )
+    note = (
+        f"sender: first arrival {first:.1f}s after start"
+        if first is not None
+        else "sender: no arrival"
+    )
+    if not done:
+        note += f", CUT at {samples[-1][1]}/{backlog} (time budget)"
+        bench.log(f"sender did not finish; its log ends:\n{bench.stack.tail('sender')}")
+    # The sink's own first/last arrival stamps bound the drain window more precisely.
+    count, t_first, t_last = (await sink_stats(bench.session, sink)).get("bl", [0, 0, 0])
+    if count > 1 and t_last > t_first:
+        return (count - 1) / ((t_last - t_first) / 1e9), note
+    return rate_of(samples), note
+
+
+def rows(d: Drains, pub: Publish, base: Baselines) -> list[Row]:
+    return [
+        Row(
+            SECTION,
+            "stream workers alone: requests → deliveries/s",
+            fmt_rate(d.streams_rate),
+            "publishes/s (API alone)",
+            fmt_rate(pub.rate),
+            fmt_ratio(d.streams_rate, pub.rate),
+        ),
+        Row(
+            SECTION,
+            "sender alone: deliveries/s (backlog drain)",
+            fmt_rate(d.sender_rate),
+            "wrk → same sink",
+            fmt_rate(base.sink_rate),
+            fmt_ratio(d.sender_rate, base.sink_rate),
+        ),
+    ]

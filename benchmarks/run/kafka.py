@@ -1,0 +1,116 @@
+"""Raw aiokafka, the ceiling kafstash's Kafka stages are compared with, and the offsets reader."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from benchmarks.harness import HOST
+from kafstash.producers.api.publish import HeaderView, PublishLimits, build_request
+from kafstash.schemas import codec
+from kafstash.schemas.defaults import MAX_TOPIC_MESSAGE_BYTES
+from kafstash.schemas.users import DEV_USERS
+
+
+def sample_record(sink_url: str, body_size: int) -> tuple[bytes, bytes]:
+    """The key and value the API appends for a publish of ``body_size`` bytes (same size)."""
+    req = build_request(
+        user=DEV_USERS[0],
+        url=sink_url,
+        view=HeaderView([("content-type", "text/plain")]),
+        body=b"x" * body_size,
+        now_ms=int(time.time() * 1000),
+        limits=PublishLimits(),
+        caller_ip=HOST,
+    )
+    return req.message.message_id.encode(), codec.encode(req)
+
+
+def raw_producer(bootstrap: str) -> AIOKafkaProducer:
+    # The API's producer settings (producers/kafka_log.py): idempotent (acks=all), linger 1 ms.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        linger_ms=1,
+        max_batch_size=256 * 1024,
+        max_request_size=MAX_TOPIC_MESSAGE_BYTES,
+        compression_type=None,
+    )
+
+
+async def raw_pipelined(bootstrap: str, topic: str, value: bytes, seconds: float) -> float:
+    """Records/s of one producer sending without waiting (up to 5,000 unacknowledged)."""
+    p = raw_producer(bootstrap)
+    await p.start()
+    try:
+        for _ in range(200):  # warm-up: metadata, connections, producer id
+            await p.send_and_wait(topic, value=value, key=uuid.uuid4().hex.encode())
+        n = 0
+        pending: list[asyncio.Future[Any]] = []
+        t0 = time.monotonic()
+        deadline = t0 + seconds
+        while time.monotonic() < deadline:
+            for _ in range(500):
+                pending.append(await p.send(topic, value=value, key=uuid.uuid4().hex.encode()))
+            n += 500
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending[:2500])
+                del pending[:2500]
+        await asyncio.gather(*pending)
+        return n / (time.monotonic() - t0)
+    finally:
+        await p.stop()
+
+
+async def raw_concurrent(
+    bootstrap: str, topic: str, value: bytes, seconds: float, concurrency: int
+) -> float:
+    """Records/s of ``concurrency`` tasks, each awaiting its ack before sending (as the API)."""
+    p = raw_producer(bootstrap)
+    await p.start()
+    try:
+        await p.send_and_wait(topic, value=value, key=b"warm")
+        count = 0
+        t0 = time.monotonic()
+        deadline = t0 + seconds
+
+        async def worker() -> None:
+            nonlocal count
+            while time.monotonic() < deadline:
+                await p.send_and_wait(topic, value=value, key=uuid.uuid4().hex.encode())
+                count += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return count / (time.monotonic() - t0)
+    finally:
+        await p.stop()
+
+
+class Offsets:
+    """Sum of the end offsets of a topic's partitions (how many records it holds)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+
+    async def __aenter__(self) -> Offsets:
+        await self._c.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._c.stop()
+
+    async def total(self, topic: str) -> int:
+        ends = await self._c.end_offsets(await partitions(self._c, topic))
+        return sum(ends.values())
+
+
+async def partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(parts)]

@@ -1,0 +1,91 @@
+"""Phase 4, the pipeline: every role running, wrk publishes a fixed number as fast as it can.
+
+The figure is the arrival rate at the sink: count ÷ (last arrival - wrk start), with the
+publish rate meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from benchmarks.run.baselines import Baselines
+from benchmarks.run.context import Bench
+from benchmarks.run.drains import SECTION
+from benchmarks.run.publish import Publish
+from benchmarks.run.report import Row, fmt_rate, fmt_ratio
+from benchmarks.run.sink import sink_stats, sink_total
+from benchmarks.run.wrk import run_wrk
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    publish_rate: float | None  # wrk's 2xx/s while every role ran
+    rate: float | None  # arrivals/s at the sink
+    note: str
+
+
+async def run(bench: Bench) -> Pipeline:
+    p = bench.prof
+    return await bench.phase(
+        f"pipeline: wrk publishes {p.pipeline_n:,}, every role running", _measure(bench)
+    )
+
+
+async def _measure(bench: Bench) -> Pipeline:
+    assert bench.stack
+    assert bench.sink
+    sink = bench.sink
+    p = bench.prof
+    requests = bench.topics.requests
+    before = await bench.offsets.total(requests)
+    t0_ns = time.monotonic_ns()
+    w = await run_wrk(
+        bench.procs,
+        bench.stack.base_url,
+        bench.publish_path("pipe"),
+        seconds=60,
+        body=bench.body,
+        headers=bench.auth,
+        workdir=bench.workdir,
+        until=bench.reached(requests, before + p.pipeline_n),
+    )
+    await asyncio.sleep(0.3)
+    published = await bench.offsets.total(requests) - before
+
+    async def got() -> int:
+        return sink_total(await sink_stats(bench.session, sink), ("pipe",))
+
+    _s, done = await bench.wait_until(
+        got, published, bench.drain_cap(bench.reserve_after_pipeline())
+    )
+    count, _first, last = (await sink_stats(bench.session, sink)).get("pipe", [0, 0, 0])
+    window = (last - t0_ns) / 1e9 if count else 0.0
+    rate = count / window if window > 0 else None
+    note = (
+        f"{published} published by wrk in {w.seconds:.1f}s, {count} arrived, the last "
+        f"{window:.1f}s after wrk started" + ("" if done else " (CUT by the time budget)")
+    )
+    return Pipeline(w.ok_rate if not w.error else None, rate, note)
+
+
+def rows(pipe: Pipeline, pub: Publish, base: Baselines) -> list[Row]:
+    return [
+        Row(
+            SECTION,
+            "pipeline: arrivals/s, all roles, wrk publishing",
+            fmt_rate(pipe.rate),
+            "wrk → same sink",
+            fmt_rate(base.sink_rate),
+            fmt_ratio(pipe.rate, base.sink_rate),
+        ),
+        Row(
+            SECTION,
+            "  publishes/s meanwhile",
+            fmt_rate(pipe.publish_rate),
+            "publishes/s (API alone)",
+            fmt_rate(pub.rate),
+            fmt_ratio(pipe.publish_rate, pub.rate),
+        ),
+    ]
