@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 import traceback
@@ -16,6 +17,7 @@ from benchmarks.harness import child_processes
 from benchmarks.run import __doc__ as package_doc
 from benchmarks.run import baselines, clients, drains, end_to_end, pipeline, publish
 from benchmarks.run.context import FULL, QUICK, Bench
+from benchmarks.run.figures import Figures, merge
 from benchmarks.run.report import Row, open_loop_note, render, wrk_note
 
 
@@ -46,7 +48,7 @@ async def measure(bench: Bench) -> Results:
 def table(r: Results, bench: Bench) -> list[Row]:
     return [
         *publish.rows(r.pub, r.base, len(bench.body)),
-        *drains.rows(r.drains, r.pub, r.base),
+        *drains.rows(r.drains, r.pub, r.base, clients.at_sender_concurrency(r.clients)),
         *pipeline.rows(r.pipe, r.pub, r.base),
         *end_to_end.rows(r.e2e, r.pub, bench.prof),
         *clients.rows(r.clients, r.base, bench.prof),
@@ -71,6 +73,25 @@ def details(r: Results, bench: Bench) -> list[str]:
     out.append(f"pipeline: {r.pipe.note}")
     out.append(clients.note(r.clients, bench.prof))
     return out
+
+
+def figures(r: Results, bench: Bench) -> Figures:
+    """Every figure of the table (and a few more) as one flat object, for ``--json FILE``."""
+    meta = {
+        "profile": bench.prof.name,
+        "body_bytes": len(bench.body),
+        "date": bench.facts[0].split(":", 1)[1].strip() if bench.facts else None,
+        "seconds": round(time.monotonic() - bench.began, 1),
+    }
+    return merge(
+        meta,
+        baselines.figures(r.base),
+        publish.figures(r.pub, r.base),
+        drains.figures(r.drains, r.pub, r.base, clients.at_sender_concurrency(r.clients)),
+        pipeline.figures(r.pipe, r.pub, r.base),
+        end_to_end.figures(r.e2e, bench.prof),
+        clients.figures(r.clients, r.base),
+    )
 
 
 def report(r: Results, bench: Bench) -> None:
@@ -110,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         help="profile the stream workers and the sender while they drain the backlog "
         "(needs py-spy; raw profiles go to DIR, a summary is printed)",
     )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="also write every figure as one flat JSON object (keys: benchmarks/README.md)",
+    )
     args = parser.parse_args(argv)
     results: Results | None = None
     with child_processes("kafstash-bench-") as (procs, workdir):
@@ -129,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"--- {stack.prefix} {role} log ---\n{stack.tail(role)}", file=sys.stderr)
             return 1
     report(results, bench)
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures(results, bench), indent=2, allow_nan=False) + "\n")
+        print(f"\nfigures written to {args.json}", file=sys.stderr)
     return 0
 
 

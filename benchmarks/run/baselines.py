@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from benchmarks.harness import OpenLoopResult, delete_topics
 from benchmarks.run.context import PARTITIONS, WRK_CONNS, Bench
+from benchmarks.run.figures import Figures, number, rate_key
 from benchmarks.run.kafka import raw_concurrent, raw_pipelined, sample_record
 from benchmarks.run.wrk import WrkResult, run_wrk
 
@@ -81,3 +82,16 @@ async def run(bench: Bench) -> Baselines:
             bench.open_loop(f"{bench.hello.base}/hello", rate=rate, headers=PLAIN),
         )
     return Baselines(wrk_hello, wrk_sink, raw_rate, raw_conc, len(value), hello_lat)
+
+
+def figures(base: Baselines) -> Figures:
+    out: Figures = {
+        "wrk_hello_rps": number(base.hello_rate, 1),
+        "wrk_sink_rps": number(base.sink_rate, 1),
+        "raw_producer_rps": number(base.raw_rate, 1),
+        "raw_producer_tasks_rps": number(base.raw_conc, 1),
+    }
+    for rate, lat in base.hello_lat.items():
+        for label, q in (("p50", 50), ("p99", 99), ("p999", 99.9)):
+            out[rate_key(f"hello_{label}_ms", rate)] = number(lat.pct(q))
+    return out

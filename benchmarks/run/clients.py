@@ -15,7 +15,9 @@ import httpx
 
 from benchmarks.run.baselines import Baselines
 from benchmarks.run.context import Bench, Profile
+from benchmarks.run.figures import Figures, number, ratio
 from benchmarks.run.report import Row, fmt_rate, fmt_ratio
+from kafstash.sinks.http.sender import SenderConfig
 
 Runs = dict[tuple[str, int], tuple[int, float]]  # (client, concurrency) -> (done, seconds)
 
@@ -85,6 +87,11 @@ async def _drive(
     return done, time.monotonic() - t0
 
 
+def at_sender_concurrency(runs: Runs) -> float | None:
+    """The bare aiohttp client's rate at the sender's own concurrency, if it was measured."""
+    return rates(runs).get(("aiohttp", SenderConfig.concurrency))
+
+
 def rates(runs: Runs) -> dict[tuple[str, int], float]:
     return {key: (n / secs if secs else 0.0) for key, (n, secs) in runs.items()}
 
@@ -130,3 +137,14 @@ def note(runs: Runs, prof: Profile) -> str:
         + ", ".join(f"{name} c={conc} {k} in {s:.1f}s" for (name, conc), (k, s) in runs.items())
         + f" (each stops at {prof.client_k} requests or {prof.client_cap_s:.0f}s)"
     )
+
+
+def figures(runs: Runs, base: Baselines) -> Figures:
+    out: Figures = {}
+    by = rates(runs)
+    for (name, conc), rate in by.items():
+        out[f"{name}_rps_c{conc}"] = number(rate, 1)
+        out[f"{name}_vs_wrk_sink_c{conc}"] = ratio(rate, base.sink_rate)
+        if name == "httpx":
+            out[f"httpx_vs_aiohttp_c{conc}"] = ratio(rate, by.get(("aiohttp", conc)))
+    return out

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 
 from benchmarks.run.baselines import Baselines
 from benchmarks.run.context import Bench
+from benchmarks.run.figures import Figures, number, ratio
 from benchmarks.run.publish import Publish
 from benchmarks.run.report import Row, fmt_rate, fmt_ratio
 from benchmarks.run.sink import sink_stats, sink_total
 from benchmarks.run.wrk import WrkResult, run_wrk
 from kafstash.config import Settings
+from kafstash.sinks.http.sender import SenderConfig
 
 SECTION = "2. Delivery (to a counting uvicorn sink)"
 
@@ -142,7 +144,7 @@ async def drain_sender(bench: Bench, backlog: int) -> tuple[float | None, str]:
     return rate_of(samples), note
 
 
-def rows(d: Drains, pub: Publish, base: Baselines) -> list[Row]:
+def rows(d: Drains, pub: Publish, base: Baselines, aiohttp_rate: float | None) -> list[Row]:
     return [
         Row(
             SECTION,
@@ -160,4 +162,24 @@ def rows(d: Drains, pub: Publish, base: Baselines) -> list[Row]:
             fmt_rate(base.sink_rate),
             fmt_ratio(d.sender_rate, base.sink_rate),
         ),
+        Row(
+            SECTION,
+            "  same",
+            fmt_rate(d.sender_rate),
+            f"bare aiohttp client, same sink, c={SenderConfig.concurrency}",
+            fmt_rate(aiohttp_rate),
+            fmt_ratio(d.sender_rate, aiohttp_rate),
+        ),
     ]
+
+
+def figures(d: Drains, pub: Publish, base: Baselines, aiohttp_rate: float | None) -> Figures:
+    """``aiohttp_rate``: the bare aiohttp client at the sender's concurrency, same sink."""
+    return {
+        "backlog": d.backlog,
+        "streams_rps": number(d.streams_rate, 1),
+        "streams_vs_publish": ratio(d.streams_rate, pub.rate),
+        "sender_rps": number(d.sender_rate, 1),
+        "sender_vs_wrk_sink": ratio(d.sender_rate, base.sink_rate),
+        "sender_vs_aiohttp": ratio(d.sender_rate, aiohttp_rate),
+    }

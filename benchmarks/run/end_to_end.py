@@ -16,6 +16,7 @@ from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
 from benchmarks.harness import OpenLoopResult, histogram, pct_ms
 from benchmarks.run.context import BUDGET, Bench, Profile
+from benchmarks.run.figures import Figures, number, rate_key
 from benchmarks.run.kafka import partitions
 from benchmarks.run.publish import Publish
 from benchmarks.run.report import Row, fmt_ms, fmt_ratio
@@ -156,3 +157,14 @@ def notes(e2e: EndToEnd) -> list[str]:
     else:
         joined = f"e2e: nothing joined ({e2e.missing} not received in time)"
     return [joined, f"e2e hops: {e2e.hops}"]
+
+
+def figures(e2e: EndToEnd, prof: Profile) -> Figures:
+    out: Figures = {}
+    for label, q in (("p50", 50), ("p99", 99), ("p999", 99.9)):
+        out[rate_key(f"e2e_{label}_ms", prof.e2e_rate)] = number(pct_ms(e2e.hist, q))
+    for label, q in (("p50", 50), ("p99", 99)):
+        out[rate_key(f"e2e_publish_{label}_ms", prof.e2e_rate)] = number(e2e.publish.pct(q))
+    out["e2e_acked"] = e2e.publish.ok
+    out["e2e_missing"] = e2e.missing
+    return out

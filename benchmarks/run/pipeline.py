@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from benchmarks.run.baselines import Baselines
 from benchmarks.run.context import Bench
 from benchmarks.run.drains import SECTION
+from benchmarks.run.figures import Figures, number, ratio
 from benchmarks.run.publish import Publish
 from benchmarks.run.report import Row, fmt_rate, fmt_ratio
 from benchmarks.run.sink import sink_stats, sink_total
@@ -89,3 +90,12 @@ def rows(pipe: Pipeline, pub: Publish, base: Baselines) -> list[Row]:
             fmt_ratio(pipe.publish_rate, pub.rate),
         ),
     ]
+
+
+def figures(pipe: Pipeline, pub: Publish, base: Baselines) -> Figures:
+    return {
+        "pipeline_rps": number(pipe.rate, 1),
+        "pipeline_vs_wrk_sink": ratio(pipe.rate, base.sink_rate),
+        "pipeline_publish_rps": number(pipe.publish_rate, 1),
+        "pipeline_publish_vs_publish": ratio(pipe.publish_rate, pub.rate),
+    }

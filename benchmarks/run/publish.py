@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from benchmarks.harness import OpenLoopResult
 from benchmarks.run.baselines import Baselines
 from benchmarks.run.context import BUDGET, WRK_CONNS, Bench
+from benchmarks.run.figures import Figures, number, rate_key, ratio
 from benchmarks.run.report import Row, fmt_ms, fmt_rate, fmt_ratio
 from benchmarks.run.wrk import WrkResult, run_wrk
 
@@ -107,4 +108,20 @@ def rows(pub: Publish, base: Baselines, body_bytes: int) -> list[Row]:
                     fmt_ratio(v, BUDGET[key]),
                 )
             )
+    return out
+
+
+def figures(pub: Publish, base: Baselines) -> Figures:
+    out: Figures = {
+        "publish_rps": number(pub.rate, 1),
+        "publish_vs_wrk_hello": ratio(pub.rate, base.hello_rate),
+        "publish_vs_raw_producer": ratio(pub.rate, base.raw_rate),
+        "publish_vs_raw_producer_tasks": ratio(pub.rate, base.raw_conc),
+    }
+    for rate, lat in pub.latency.items():
+        for label, q in (("p50", 50), ("p99", 99), ("p999", 99.9)):
+            out[rate_key(f"publish_{label}_ms", rate)] = number(lat.pct(q))
+        out[rate_key("publish_p99_vs_hello", rate)] = ratio(
+            lat.pct(99), base.hello_lat[rate].pct(99)
+        )
     return out

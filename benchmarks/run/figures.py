@@ -1,0 +1,43 @@
+"""The ``--json FILE`` figures: plain numbers by flat key, assembled from each phase's part.
+
+Pure functions only (no I/O, no clock), so the arithmetic is unit-tested
+(tests/unit/test_bench_figures.py). Keys are documented in benchmarks/README.md ("JSON").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+Figures = dict[str, Any]
+
+
+def number(x: float | None, digits: int = 3) -> float | None:
+    """``x`` rounded, or None when it was not measured (None or NaN)."""
+    if x is None or math.isnan(x) or math.isinf(x):
+        return None
+    return round(x, digits)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a ÷ b, or None when either is missing or b is not positive."""
+    if a is None or b is None or math.isnan(a) or math.isnan(b) or b <= 0:
+        return None
+    return round(a / b, 4)
+
+
+def rate_key(name: str, rate: float) -> str:
+    """``publish_p99_ms`` at 1,000/s is ``publish_p99_ms_1000``."""
+    return f"{name}_{rate:g}"
+
+
+def merge(*parts: Mapping[str, Any]) -> Figures:
+    """One flat object; two phases claiming one key is a bug, not a silent overwrite."""
+    out: Figures = {}
+    for part in parts:
+        for key, value in part.items():
+            if key in out:
+                raise ValueError(f"figure {key!r} set twice")
+            out[key] = value
+    return out

@@ -1,0 +1,44 @@
+"""The benchmark's pure arithmetic: ratios, missing figures, flat JSON keys (never its speed)."""
+
+import json
+import math
+
+import pytest
+
+from benchmarks.run.figures import merge, number, rate_key, ratio
+
+
+def test_ratio_is_value_over_baseline() -> None:
+    assert ratio(3_000, 30_000) == 0.1
+    assert ratio(1, 3) == 0.3333
+
+
+@pytest.mark.parametrize(
+    ("a", "b"), [(None, 1.0), (1.0, None), (math.nan, 1.0), (1.0, math.nan), (1.0, 0.0), (1, -2)]
+)
+def test_ratio_of_a_missing_or_empty_figure_is_none(a: float | None, b: float | None) -> None:
+    assert ratio(a, b) is None
+
+
+def test_number_rounds_and_drops_what_was_not_measured() -> None:
+    assert number(1.23456) == 1.235
+    assert number(1234.56, 1) == 1234.6
+    assert number(None) is None
+    assert number(math.nan) is None
+    assert number(math.inf) is None
+
+
+def test_rate_keys_name_the_rate_without_a_decimal_point() -> None:
+    assert rate_key("publish_p99_ms", 1000) == "publish_p99_ms_1000"
+    assert rate_key("e2e_p99_ms", 200.0) == "e2e_p99_ms_200"
+
+
+def test_merge_is_flat_and_json_safe() -> None:
+    out = merge({"publish_rps": 1.0}, {"streams_rps": None, "cpu_us_per_msg": {"api": 2.5}})
+    assert out == {"publish_rps": 1.0, "streams_rps": None, "cpu_us_per_msg": {"api": 2.5}}
+    assert json.loads(json.dumps(out, allow_nan=False)) == out
+
+
+def test_two_phases_claiming_one_key_is_an_error() -> None:
+    with pytest.raises(ValueError, match="publish_rps"):
+        merge({"publish_rps": 1.0}, {"publish_rps": 2.0})
