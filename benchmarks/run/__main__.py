@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -16,7 +17,7 @@ import uvloop
 from benchmarks.harness import child_processes
 from benchmarks.run import __doc__ as package_doc
 from benchmarks.run import baselines, clients, drains, end_to_end, pipeline, publish
-from benchmarks.run.context import FULL, QUICK, Bench
+from benchmarks.run.context import FULL, QUICK, Bench, Profile
 from benchmarks.run.figures import Figures, merge
 from benchmarks.run.report import Row, open_loop_note, render, wrk_note
 
@@ -118,6 +119,15 @@ def report(r: Results, bench: Bench) -> None:
             print(f"- {line}")
 
 
+def profile(args: argparse.Namespace) -> Profile:
+    prof = QUICK if args.quick else FULL
+    if args.budget is not None:
+        prof = dataclasses.replace(prof, budget_s=args.budget)
+    if args.e2e_rate is not None:
+        prof = dataclasses.replace(prof, e2e_rate=args.e2e_rate)
+    return prof
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run", description=(package_doc or "").splitlines()[0]
@@ -132,6 +142,16 @@ def main(argv: list[str] | None = None) -> int:
         "(needs py-spy; raw profiles go to DIR, a summary is printed)",
     )
     parser.add_argument(
+        "--budget",
+        type=float,
+        metavar="S",
+        help="time budget of the whole run in seconds (285 full, 85 quick); a loaded machine "
+        "needs more, or the drains are cut",
+    )
+    parser.add_argument(
+        "--e2e-rate", type=int, metavar="N", help="end-to-end open-loop rate (default 200/s)"
+    )
+    parser.add_argument(
         "--json",
         type=Path,
         metavar="FILE",
@@ -140,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results: Results | None = None
     with child_processes("kafstash-bench-") as (procs, workdir):
-        bench = Bench(QUICK if args.quick else FULL, args, procs, workdir)
+        bench = Bench(profile(args), args, procs, workdir)
         try:
             bench.setup()
             results = uvloop.run(measure(bench))
