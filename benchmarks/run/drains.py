@@ -1,6 +1,8 @@
 """Phase 3, each stage alone drains a fixed backlog: the stream workers, then the sender.
 
-With only the API up on the main stack, wrk publishes the backlog; then the stream workers
+With only the API up on the main stack, wrk publishes the backlog. The raw aiokafka
+pass-through (``kafka.raw_passthrough``) reads it first, in a group of its own: the same-run
+ceiling of a Python stage between two topics. Then the stream workers
 start (requests → DeliveryDue records/s, from the deliveries topic's end offsets), then the
 sender (deliveries/s, from the sink's first and last arrival). Each rate counts from the first
 record out, so start-up (faust rebalance, consumer join) is left out.
@@ -13,9 +15,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
 from benchmarks.run.baselines import Baselines
-from benchmarks.run.context import Bench
+from benchmarks.run.context import PARTITIONS, Bench
 from benchmarks.run.figures import Figures, number, ratio
+from benchmarks.run.kafka import raw_passthrough
 from benchmarks.run.publish import Publish
 from benchmarks.run.report import Row, fmt_rate, fmt_ratio
 from benchmarks.run.sink import sink_stats, sink_total
@@ -30,13 +35,18 @@ SECTION = "2. Delivery (to a counting uvicorn sink)"
 class Drains:
     wrk: WrkResult  # publishing the backlog
     backlog: int
+    passthrough_rate: float | None  # raw aiokafka pass-through over the same backlog
+    passthrough_note: str
     streams_rate: float | None
     streams_note: str
     sender_rate: float | None
     sender_note: str
 
     def note(self) -> str:
-        return f"backlog of {self.backlog} messages: {self.streams_note}; {self.sender_note}"
+        return (
+            f"backlog of {self.backlog} messages: {self.passthrough_note}; {self.streams_note}; "
+            f"{self.sender_note}"
+        )
 
 
 def rate_of(samples: list[tuple[float, int]]) -> float | None:
@@ -71,13 +81,43 @@ async def run(bench: Bench) -> Drains:
     await asyncio.sleep(0.3)  # requests wrk left in flight are still appended
     backlog = await bench.offsets.total(topics.requests)
     bench.log(f"{backlog} publish requests waiting in {topics.requests}")
+    passthrough_rate, passthrough_note = await bench.phase(
+        "baseline: raw aiokafka pass-through (requests → a topic)", passthrough(bench, backlog)
+    )
     streams_rate, streams_note = await bench.phase(
         "streams: drain backlog (stream workers alone)", drain_streams(bench, backlog)
     )
     sender_rate, sender_note = await bench.phase(
         "delivery: drain backlog (sender alone)", drain_sender(bench, backlog)
     )
-    return Drains(wrk, backlog, streams_rate, streams_note, sender_rate, sender_note)
+    return Drains(
+        wrk,
+        backlog,
+        passthrough_rate,
+        passthrough_note,
+        streams_rate,
+        streams_note,
+        sender_rate,
+        sender_note,
+    )
+
+
+async def passthrough(bench: Bench, backlog: int) -> tuple[float | None, str]:
+    """The same backlog through ``raw_passthrough``, into a topic of this stack's prefix."""
+    assert bench.stack
+    target = f"{bench.stack.prefix}.bench-passthrough"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bench.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(target, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+    cap = bench.drain_cap(bench.reserve() + 2 * backlog / 400)
+    rate, done = await raw_passthrough(bench.bootstrap, bench.topics.requests, target, backlog, cap)
+    note = f"raw pass-through: {done} records"
+    if done < backlog:
+        note += f", CUT at {done}/{backlog} (time budget)"
+    return rate, note
 
 
 async def _drain(
@@ -156,6 +196,14 @@ def rows(d: Drains, pub: Publish, base: Baselines, aiohttp_rate: float | None) -
         ),
         Row(
             SECTION,
+            "  same",
+            fmt_rate(d.streams_rate),
+            "raw aiokafka pass-through (getmany → send → commit)",
+            fmt_rate(d.passthrough_rate),
+            fmt_ratio(d.streams_rate, d.passthrough_rate),
+        ),
+        Row(
+            SECTION,
             "sender alone: deliveries/s (backlog drain)",
             fmt_rate(d.sender_rate),
             "wrk → same sink",
@@ -179,6 +227,8 @@ def figures(d: Drains, pub: Publish, base: Baselines, aiohttp_rate: float | None
         "backlog": d.backlog,
         "streams_rps": number(d.streams_rate, 1),
         "streams_vs_publish": ratio(d.streams_rate, pub.rate),
+        "passthrough_rps": number(d.passthrough_rate, 1),
+        "streams_vs_passthrough": ratio(d.streams_rate, d.passthrough_rate),
         "sender_rps": number(d.sender_rate, 1),
         "sender_vs_wrk_sink": ratio(d.sender_rate, base.sink_rate),
         "sender_vs_aiohttp": ratio(d.sender_rate, aiohttp_rate),

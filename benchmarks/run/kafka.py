@@ -90,6 +90,64 @@ async def raw_concurrent(
         await p.stop()
 
 
+def stream_workers_producer(bootstrap: str) -> AIOKafkaProducer:
+    # The stream workers' producer settings (faust's, streams/app.py): acks=all, linger 1 ms,
+    # faust's default 16 KiB batches and 1 MB requests, no compression, not idempotent.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=1,
+        max_batch_size=16_384,
+        max_request_size=1_000_000,
+        compression_type=None,
+    )
+
+
+async def raw_passthrough(
+    bootstrap: str, source: str, target: str, expect: int, cap_s: float
+) -> tuple[float | None, int]:
+    """Records/s of the simplest at-least-once Python stage, and how many it passed on.
+
+    A consumer reads ``source`` from the beginning in batches (``getmany``), produces one record
+    per input to ``target`` with the stream workers' producer settings, awaits the batch's acks,
+    then commits: the ceiling of any Python stage between two topics. The rate counts from the
+    first batch to the last commit, so group join and start-up are left out.
+    """
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-passthrough-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = stream_workers_producer(bootstrap)
+    await producer.start()
+    await consumer.start()
+    done = 0
+    first = last = 0.0
+    try:
+        deadline = time.monotonic() + cap_s
+        while done < expect and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            if not batch:
+                continue
+            if not done:
+                first = time.monotonic()
+            acks = [
+                await producer.send(target, value=rec.value, key=rec.key)
+                for records in batch.values()
+                for rec in records
+            ]
+            await asyncio.gather(*acks)
+            await consumer.commit()
+            done += len(acks)
+            last = time.monotonic()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return (done / (last - first) if last > first else None), done
+
+
 class Offsets:
     """Sum of the end offsets of a topic's partitions (how many records it holds)."""
 
