@@ -16,7 +16,15 @@ import uvloop
 
 from benchmarks.harness import child_processes
 from benchmarks.run import __doc__ as package_doc
-from benchmarks.run import baselines, clients, drains, end_to_end, pipeline, publish
+from benchmarks.run import (
+    baselines,
+    clients,
+    drains,
+    duplicates,
+    end_to_end,
+    pipeline,
+    publish,
+)
 from benchmarks.run.context import FULL, QUICK, Bench, Profile
 from benchmarks.run.figures import Figures, merge
 from benchmarks.run.report import Row, open_loop_note, render, wrk_note
@@ -29,6 +37,7 @@ class Results:
     drains: drains.Drains
     pipe: pipeline.Pipeline
     e2e: end_to_end.EndToEnd
+    dups: dict[str, duplicates.PhaseCount]
     clients: clients.Runs
 
 
@@ -39,11 +48,14 @@ async def measure(bench: Bench) -> Results:
         drained = await drains.run(bench)
         pipe = await pipeline.run(bench)
         e2e = await end_to_end.run(bench)
+        bench.log("duplicates: the sink's receipts and the deliveries topic, by nonce")
+        appended = {"bl": drained.backlog, "pipe": pipe.published, "e2e": e2e.publish.ok}
+        dups = await duplicates.count(bench, appended)
     # kafstash stopped, so only the HTTP client and the sink compete.
     assert bench.stack
     await asyncio.to_thread(bench.stack.stop)
     runs = await clients.run(bench)
-    return Results(base, pub, drained, pipe, e2e, runs)
+    return Results(base, pub, drained, pipe, e2e, dups, runs)
 
 
 def table(r: Results, bench: Bench) -> list[Row]:
@@ -53,6 +65,7 @@ def table(r: Results, bench: Bench) -> list[Row]:
         *pipeline.rows(r.pipe, r.pub, r.base),
         *end_to_end.rows(r.e2e, r.pub, bench.prof),
         *clients.rows(r.clients, r.base, bench.prof),
+        *duplicates.rows(r.dups),
     ]
 
 
@@ -72,6 +85,7 @@ def details(r: Results, bench: Bench) -> list[str]:
     out += end_to_end.notes(r.e2e)
     out.append(r.drains.note())
     out.append(f"pipeline: {r.pipe.note}")
+    out.append(duplicates.note(r.dups))
     out.append(clients.note(r.clients, bench.prof))
     return out
 
@@ -91,6 +105,7 @@ def figures(r: Results, bench: Bench) -> Figures:
         drains.figures(r.drains, r.pub, r.base, clients.at_sender_concurrency(r.clients)),
         pipeline.figures(r.pipe, r.pub, r.base),
         end_to_end.figures(r.e2e, bench.prof),
+        duplicates.figures(r.dups),
         clients.figures(r.clients, r.base),
     )
 

@@ -40,10 +40,10 @@ class Baselines:
         return self.wrk_sink.ok_rate if not self.wrk_sink.error else None
 
 
-async def wrk_to(bench: Bench, base: str, path: str, seconds: float) -> WrkResult:
+async def wrk_to(bench: Bench, base: str, path: str, seconds: float, nonce: str) -> WrkResult:
     return await run_wrk(
-        bench.procs, base, path, seconds=seconds, body=bench.body, headers=PLAIN,
-        workdir=bench.workdir,
+        bench.procs, base, path, seconds=seconds, body_bytes=len(bench.body), nonce_prefix=nonce,
+        headers=PLAIN, workdir=bench.workdir,
     )  # fmt: skip
 
 
@@ -52,10 +52,11 @@ async def run(bench: Bench) -> Baselines:
     assert bench.sink
     assert bench.hello
     wrk_hello = await bench.phase(
-        "baseline: wrk → hello-world", wrk_to(bench, bench.hello.base, "/hello", p.baseline_s)
+        "baseline: wrk → hello-world",
+        wrk_to(bench, bench.hello.base, "/hello", p.baseline_s, "wh."),
     )
     wrk_sink = await bench.phase(
-        "baseline: wrk → sink", wrk_to(bench, bench.sink.base, "/wrk/m", p.baseline_s)
+        "baseline: wrk → sink", wrk_to(bench, bench.sink.base, "/wrk/m", p.baseline_s, "wrk.")
     )
     raw_topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=bench.bootstrap)
@@ -79,7 +80,9 @@ async def run(bench: Bench) -> Baselines:
     for rate in p.open_rates:
         hello_lat[rate] = await bench.phase(
             f"baseline: open-loop {rate}/s → hello-world",
-            bench.open_loop(f"{bench.hello.base}/hello", rate=rate, headers=PLAIN),
+            bench.open_loop(
+                f"{bench.hello.base}/hello", rate=rate, headers=PLAIN, prefix=f"oh{rate}."
+            ),
         )
     return Baselines(wrk_hello, wrk_sink, raw_rate, raw_conc, len(value), hello_lat)
 

@@ -155,7 +155,7 @@ class Bench:
         rate: float,
         headers: dict[str, str],
         seconds: float | None = None,
-        prefix: str | None = None,
+        prefix: str,
     ) -> OpenLoopResult:
         """The run's open-loop generator: ≤ 2,000 in flight, 15 s per request, 20 s to finish."""
         return await open_loop(

@@ -47,7 +47,7 @@ async def _measure(bench: Bench) -> EndToEnd:
         rate=p.e2e_rate,
         seconds=p.e2e_s,
         headers=bench.auth,
-        prefix="n",
+        prefix="e2e.",
     )
     deadline = time.monotonic() + min(15.0, max(3.0, bench.left() - 25))
     while True:

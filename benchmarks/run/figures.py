@@ -7,7 +7,8 @@ Pure functions only (no I/O, no clock), so the arithmetic is unit-tested
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 Figures = dict[str, Any]
@@ -40,4 +41,19 @@ def merge(*parts: Mapping[str, Any]) -> Figures:
             if key in out:
                 raise ValueError(f"figure {key!r} set twice")
             out[key] = value
+    return out
+
+
+def nonce_phase(nonce: str) -> str:
+    """Every benchmark nonce is ``<phase>.<unique part>``: ``bl.2.17`` belongs to ``bl``."""
+    return nonce.split(".", 1)[0]
+
+
+def tally_by_phase(nonces: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """phase -> (records, distinct nonces) over one record per nonce occurrence."""
+    per_nonce = Counter(nonces)
+    out: dict[str, tuple[int, int]] = {}
+    for nonce, n in per_nonce.items():
+        records, distinct = out.get(nonce_phase(nonce), (0, 0))
+        out[nonce_phase(nonce)] = (records + n, distinct + 1)
     return out

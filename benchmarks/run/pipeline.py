@@ -22,6 +22,7 @@ from benchmarks.run.wrk import run_wrk
 
 @dataclass(frozen=True)
 class Pipeline:
+    published: int  # requests the API appended in the phase
     publish_rate: float | None  # wrk's 2xx/s while every role ran
     rate: float | None  # arrivals/s at the sink
     note: str
@@ -47,7 +48,8 @@ async def _measure(bench: Bench) -> Pipeline:
         bench.stack.base_url,
         bench.publish_path("pipe"),
         seconds=60,
-        body=bench.body,
+        body_bytes=len(bench.body),
+        nonce_prefix="pipe.",
         headers=bench.auth,
         workdir=bench.workdir,
         until=bench.reached(requests, before + p.pipeline_n),
@@ -68,7 +70,7 @@ async def _measure(bench: Bench) -> Pipeline:
         f"{published} published by wrk in {w.seconds:.1f}s, {count} arrived, the last "
         f"{window:.1f}s after wrk started" + ("" if done else " (CUT by the time budget)")
     )
-    return Pipeline(w.ok_rate if not w.error else None, rate, note)
+    return Pipeline(published, w.ok_rate if not w.error else None, rate, note)
 
 
 def rows(pipe: Pipeline, pub: Publish, base: Baselines) -> list[Row]:

@@ -32,7 +32,7 @@ async def run(bench: Bench) -> Publish:
     bench.pub_stack = pub = bench.new_stack("pub")
     await bench.start_api(pub)
     url = f"{pub.base_url}{bench.publish_path('pub')}"
-    warm = await bench.open_loop(url, rate=200, seconds=1.0, headers=bench.auth)
+    warm = await bench.open_loop(url, rate=200, seconds=1.0, headers=bench.auth, prefix="warm.")
     if warm.ok == 0:
         raise RuntimeError(f"warm-up publishes failed: {warm.errors}\n{pub.tail('api')}")
     wrk = await bench.phase(
@@ -42,7 +42,8 @@ async def run(bench: Bench) -> Publish:
             pub.base_url,
             bench.publish_path("pub"),
             seconds=p.publish_s,
-            body=bench.body,
+            body_bytes=len(bench.body),
+            nonce_prefix="pub.",
             headers=bench.auth,
             workdir=bench.workdir,
         ),
@@ -51,7 +52,7 @@ async def run(bench: Bench) -> Publish:
     for rate in p.open_rates:
         latency[rate] = await bench.phase(
             f"publish: open-loop {rate}/s → kafstash (API alone)",
-            bench.open_loop(url, rate=rate, headers=bench.auth),
+            bench.open_loop(url, rate=rate, headers=bench.auth, prefix=f"pub{rate}."),
         )
     await asyncio.to_thread(pub.stop)
     return Publish(wrk, latency)

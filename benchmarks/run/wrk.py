@@ -34,18 +34,54 @@ class WrkResult:
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 
+# Each wrk thread runs its own Lua state: setup() (main state) numbers the threads, request()
+# (per thread) builds one body per request around the thread's counter.
+_NONCE_LUA = """
+local size = {size}
+local prefix = {prefix}
+local pad = string.rep("x", size)
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+function init(args)
+  n = 0
+end
+function request()
+  n = n + 1
+  local nonce = prefix .. tid .. "." .. n
+  return wrk.format(nil, nil, nil, string.sub(nonce .. " " .. pad, 1, math.max(size, #nonce + 1)))
+end
+"""
+
+
+def script(path: str, headers: dict[str, str], body_bytes: int, nonce_prefix: str) -> str:
+    lines = [
+        'wrk.method = "POST"',
+        f"wrk.path = {json.dumps(path)}",
+        *(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()),
+        _NONCE_LUA.format(size=body_bytes, prefix=json.dumps(nonce_prefix)),
+    ]
+    return "\n".join(lines)
+
+
 async def run_wrk(
     procs: Procs,
     url: str,
     path: str,
     *,
     seconds: float,
-    body: bytes,
+    body_bytes: int,
+    nonce_prefix: str,
     headers: dict[str, str],
     workdir: Path,
     until: Callable[[], Awaitable[bool]] | None = None,
 ) -> WrkResult:
-    """wrk (closed-loop, WRK_CONNS keep-alive connections) POSTing ``body`` to ``path``.
+    """wrk (closed-loop, WRK_CONNS keep-alive connections) POSTing to ``path``.
+
+    Each body is ``body_bytes`` long and starts with a nonce of its own and a space,
+    ``<nonce_prefix><thread>.<n>``, so the sink can count receipts per message.
 
     With ``until`` wrk is interrupted (SIGINT: it stops and prints its figures for the time it
     ran) as soon as ``until()`` is true, polled every 50 ms; ``seconds`` is then only a bound.
@@ -54,13 +90,7 @@ async def run_wrk(
     if wrk is None:
         return WrkResult(error="wrk not installed (apt-get install -y wrk)")
     lua = workdir / f"wrk-{uuid.uuid4().hex[:6]}.lua"
-    lines = [
-        'wrk.method = "POST"',
-        f"wrk.path = {json.dumps(path)}",
-        f"wrk.body = {json.dumps(body.decode())}",
-        *(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()),
-    ]
-    lua.write_text("\n".join(lines) + "\n")
+    lua.write_text(script(path, headers, body_bytes, nonce_prefix))
     secs = max(1, round(seconds))
     proc = await asyncio.create_subprocess_exec(
         wrk,

@@ -5,7 +5,14 @@ import math
 
 import pytest
 
-from benchmarks.run.figures import merge, number, rate_key, ratio
+from benchmarks.run.figures import (
+    merge,
+    nonce_phase,
+    number,
+    rate_key,
+    ratio,
+    tally_by_phase,
+)
 
 
 def test_ratio_is_value_over_baseline() -> None:
@@ -42,3 +49,18 @@ def test_merge_is_flat_and_json_safe() -> None:
 def test_two_phases_claiming_one_key_is_an_error() -> None:
     with pytest.raises(ValueError, match="publish_rps"):
         merge({"publish_rps": 1.0}, {"publish_rps": 2.0})
+
+
+def test_a_nonce_names_its_phase() -> None:
+    assert nonce_phase("bl.2.17") == "bl"
+    assert nonce_phase("e2e.41") == "e2e"
+    assert nonce_phase("nodot") == "nodot"
+
+
+def test_tally_by_phase_counts_records_and_distinct_nonces() -> None:
+    nonces = ["bl.1.1", "bl.1.2", "bl.1.2", "pipe.2.1", "e2e.0", "e2e.0", "e2e.0"]
+    assert tally_by_phase(nonces) == {"bl": (3, 2), "pipe": (1, 1), "e2e": (3, 1)}
+
+
+def test_tally_of_nothing_is_empty() -> None:
+    assert tally_by_phase([]) == {}
