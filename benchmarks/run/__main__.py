@@ -110,6 +110,20 @@ def figures(r: Results, bench: Bench) -> Figures:
     )
 
 
+def cpu_per_message(r: Results) -> list[str]:
+    def us(cpu: dict[str, float]) -> str:
+        ranked = sorted(cpu.items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{name} {v:,.0f}" for name, v in ranked) or "n/a (no message)"
+
+    return [
+        f"publish, API alone (wrk; per accepted publish): {us(r.pub.cpu)}",
+        f"raw aiokafka pass-through (per record): {us(r.drains.passthrough_cpu)}",
+        f"stream workers alone (per DeliveryDue, after start-up): {us(r.drains.streams_cpu)}",
+        f"sender alone (per delivery, after start-up): {us(r.drains.sender_cpu)}",
+        f"pipeline, every role running (per arrival): {us(r.pipe.cpu)}",
+    ]
+
+
 def report(r: Results, bench: Bench) -> None:
     total = time.monotonic() - bench.began
     print()
@@ -126,6 +140,10 @@ def report(r: Results, bench: Bench) -> None:
     print()
     print("CPU per process during each phase (% of one core; 2 cores = 200%):")
     for line in bench.cpu_lines:
+        print(f"- {line}")
+    print()
+    print("CPU-µs per message, per process (its CPU time over the phase ÷ messages through it):")
+    for line in cpu_per_message(r):
         print(f"- {line}")
     if bench.pyspy.summaries:
         print()

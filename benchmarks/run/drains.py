@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from benchmarks.harness import CpuMeter
 from benchmarks.run.baselines import Baselines
 from benchmarks.run.context import PARTITIONS, Bench
-from benchmarks.run.figures import Figures, number, ratio
+from benchmarks.run.figures import Figures, number, per_message_us, ratio
 from benchmarks.run.kafka import raw_passthrough
 from benchmarks.run.publish import Publish
 from benchmarks.run.report import Row, fmt_rate, fmt_ratio
@@ -41,6 +42,11 @@ class Drains:
     streams_note: str
     sender_rate: float | None
     sender_note: str
+    # CPU-µs per message by process: pass-through per record, stream workers per DeliveryDue,
+    # sender per delivery (the last two from their first output on: start-up left out).
+    passthrough_cpu: dict[str, float]
+    streams_cpu: dict[str, float]
+    sender_cpu: dict[str, float]
 
     def note(self) -> str:
         return (
@@ -82,13 +88,15 @@ async def run(bench: Bench) -> Drains:
     await asyncio.sleep(0.3)  # requests wrk left in flight are still appended
     backlog = await bench.offsets.total(topics.requests)
     bench.log(f"{backlog} publish requests waiting in {topics.requests}")
-    passthrough_rate, passthrough_note = await bench.phase(
-        "baseline: raw aiokafka pass-through (requests → a topic)", passthrough(bench, backlog)
+    name = "baseline: raw aiokafka pass-through (requests → a topic)"
+    passthrough_rate, passthrough_note, passed = await bench.phase(
+        name, passthrough(bench, backlog)
     )
-    streams_rate, streams_note = await bench.phase(
+    passthrough_cpu = per_message_us(bench.spans[name].seconds, passed)
+    streams_rate, streams_note, streams_cpu = await bench.phase(
         "streams: drain backlog (stream workers alone)", drain_streams(bench, backlog)
     )
-    sender_rate, sender_note = await bench.phase(
+    sender_rate, sender_note, sender_cpu = await bench.phase(
         "delivery: drain backlog (sender alone)", drain_sender(bench, backlog)
     )
     return Drains(
@@ -100,10 +108,13 @@ async def run(bench: Bench) -> Drains:
         streams_note,
         sender_rate,
         sender_note,
+        passthrough_cpu,
+        streams_cpu,
+        sender_cpu,
     )
 
 
-async def passthrough(bench: Bench, backlog: int) -> tuple[float | None, str]:
+async def passthrough(bench: Bench, backlog: int) -> tuple[float | None, str, int]:
     """The same backlog through ``raw_passthrough``, into a topic of this stack's prefix."""
     assert bench.stack
     target = f"{bench.stack.prefix}.bench-passthrough"
@@ -118,36 +129,40 @@ async def passthrough(bench: Bench, backlog: int) -> tuple[float | None, str]:
     note = f"raw pass-through: {done} records"
     if done < backlog:
         note += f", CUT at {done}/{backlog} (time budget)"
-    return rate, note
+    return rate, note, done
 
 
 async def _drain(
     bench: Bench, role: str, got: Callable[[], Awaitable[int]], target: int, cap: float
-) -> tuple[list[tuple[float, int]], bool, float | None]:
+) -> tuple[list[tuple[float, int]], bool, float | None, dict[str, float]]:
     """Start ``role``, wait for its first output (start-up, not profiled), then for ``target``.
 
-    Returns the samples, whether ``target`` was reached, and when the first output came.
+    Returns the samples, whether ``target`` was reached, when the first output came, and the
+    CPU-µs per output of each process from then on.
     """
     assert bench.stack
     started = time.monotonic()
     bench.stack.start_role(role)
     samples, _ = await bench.wait_until(got, 1, cap)
+    meter = CpuMeter(bench.pids)
+    cpu0, out0 = meter.start(), samples[-1][1]
     detach = await bench.pyspy.attach(role, bench.stack.procs[role].pid)
     more, done = await bench.wait_until(got, target, cap - (time.monotonic() - started))
     samples += more
+    cpu = per_message_us(meter.span(cpu0).seconds, samples[-1][1] - out0)
     await detach()
     first = next((t - started for t, v in samples if v > 0), None)
-    return samples, done, first
+    return samples, done, first, cpu
 
 
-async def drain_streams(bench: Bench, backlog: int) -> tuple[float | None, str]:
+async def drain_streams(bench: Bench, backlog: int) -> tuple[float | None, str, dict[str, float]]:
     assert bench.stack
 
     async def got() -> int:
         return await bench.offsets.total(bench.topics.deliveries)
 
     cap = bench.drain_cap(bench.reserve() + backlog / 400)
-    samples, done, first = await _drain(bench, "streams", got, backlog, cap)
+    samples, done, first, cpu = await _drain(bench, "streams", got, backlog, cap)
     note = (
         f"stream workers: first delivery {first:.1f}s after start"
         if first is not None
@@ -156,10 +171,10 @@ async def drain_streams(bench: Bench, backlog: int) -> tuple[float | None, str]:
     if not done:
         note += f", CUT at {samples[-1][1]}/{backlog} (time budget)"
         bench.log(f"stream workers did not finish; log ends:\n{bench.stack.tail('streams')}")
-    return rate_of(samples), note
+    return rate_of(samples), note, cpu
 
 
-async def drain_sender(bench: Bench, backlog: int) -> tuple[float | None, str]:
+async def drain_sender(bench: Bench, backlog: int) -> tuple[float | None, str, dict[str, float]]:
     assert bench.stack
     assert bench.sink
     sink = bench.sink
@@ -167,7 +182,7 @@ async def drain_sender(bench: Bench, backlog: int) -> tuple[float | None, str]:
     async def got() -> int:
         return sink_total(await sink_stats(bench.session, sink), ("bl",))
 
-    samples, done, first = await _drain(
+    samples, done, first, cpu = await _drain(
         bench, "sender", got, backlog, bench.drain_cap(bench.reserve())
     )
     note = (
@@ -181,8 +196,8 @@ async def drain_sender(bench: Bench, backlog: int) -> tuple[float | None, str]:
     # The sink's own first/last arrival stamps bound the drain window more precisely.
     count, t_first, t_last = (await sink_stats(bench.session, sink)).get("bl", [0, 0, 0])
     if count > 1 and t_last > t_first:
-        return (count - 1) / ((t_last - t_first) / 1e9), note
-    return rate_of(samples), note
+        return (count - 1) / ((t_last - t_first) / 1e9), note, cpu
+    return rate_of(samples), note, cpu
 
 
 def rows(d: Drains, pub: Publish, base: Baselines, aiohttp_rate: float | None) -> list[Row]:
@@ -233,4 +248,7 @@ def figures(d: Drains, pub: Publish, base: Baselines, aiohttp_rate: float | None
         "sender_rps": number(d.sender_rate, 1),
         "sender_vs_wrk_sink": ratio(d.sender_rate, base.sink_rate),
         "sender_vs_aiohttp": ratio(d.sender_rate, aiohttp_rate),
+        "cpu_us_per_msg_passthrough": d.passthrough_cpu,
+        "cpu_us_per_msg_streams_alone": d.streams_cpu,
+        "cpu_us_per_msg_sender_alone": d.sender_cpu,
     }

@@ -57,3 +57,17 @@ def tally_by_phase(nonces: Iterable[str]) -> dict[str, tuple[int, int]]:
         records, distinct = out.get(nonce_phase(nonce), (0, 0))
         out[nonce_phase(nonce)] = (records + n, distinct + 1)
     return out
+
+
+def per_message_us(cpu_seconds: Mapping[str, float], messages: int) -> dict[str, float]:
+    """CPU-µs each process spent per message: its CPU time over a phase ÷ messages in it.
+
+    Processes that used no CPU are left out; nothing is returned when no message came through.
+    """
+    if messages <= 0:
+        return {}
+    return {
+        name: round(1e6 * seconds / messages, 1)
+        for name, seconds in cpu_seconds.items()
+        if seconds > 0
+    }

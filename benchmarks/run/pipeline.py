@@ -7,13 +7,14 @@ publish rate meanwhile.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 
 from benchmarks.run.baselines import Baselines
 from benchmarks.run.context import Bench
 from benchmarks.run.drains import SECTION
-from benchmarks.run.figures import Figures, number, ratio
+from benchmarks.run.figures import Figures, number, per_message_us, ratio
 from benchmarks.run.publish import Publish
 from benchmarks.run.report import Row, fmt_rate, fmt_ratio
 from benchmarks.run.sink import sink_stats, sink_total
@@ -26,13 +27,15 @@ class Pipeline:
     publish_rate: float | None  # wrk's 2xx/s while every role ran
     rate: float | None  # arrivals/s at the sink
     note: str
+    arrived: int
+    cpu: dict[str, float] = dataclasses.field(default_factory=dict)  # CPU-µs per arrival
 
 
 async def run(bench: Bench) -> Pipeline:
-    p = bench.prof
-    return await bench.phase(
-        f"pipeline: wrk publishes {p.pipeline_n:,}, every role running", _measure(bench)
-    )
+    name = f"pipeline: wrk publishes {bench.prof.pipeline_n:,}, every role running"
+    pipe = await bench.phase(name, _measure(bench))
+    cpu = per_message_us(bench.spans[name].seconds, pipe.arrived)
+    return dataclasses.replace(pipe, cpu=cpu)
 
 
 async def _measure(bench: Bench) -> Pipeline:
@@ -70,7 +73,7 @@ async def _measure(bench: Bench) -> Pipeline:
         f"{published} published by wrk in {w.seconds:.1f}s, {count} arrived, the last "
         f"{window:.1f}s after wrk started" + ("" if done else " (CUT by the time budget)")
     )
-    return Pipeline(published, w.ok_rate if not w.error else None, rate, note)
+    return Pipeline(published, w.ok_rate if not w.error else None, rate, note, count)
 
 
 def rows(pipe: Pipeline, pub: Publish, base: Baselines) -> list[Row]:
@@ -100,4 +103,5 @@ def figures(pipe: Pipeline, pub: Publish, base: Baselines) -> Figures:
         "pipeline_vs_wrk_sink": ratio(pipe.rate, base.sink_rate),
         "pipeline_publish_rps": number(pipe.publish_rate, 1),
         "pipeline_publish_vs_publish": ratio(pipe.publish_rate, pub.rate),
+        "cpu_us_per_msg": pipe.cpu,
     }

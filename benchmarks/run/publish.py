@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from benchmarks.harness import OpenLoopResult
 from benchmarks.run.baselines import Baselines
 from benchmarks.run.context import BUDGET, WRK_CONNS, Bench
-from benchmarks.run.figures import Figures, number, rate_key, ratio
+from benchmarks.run.figures import Figures, number, per_message_us, rate_key, ratio
 from benchmarks.run.report import Row, fmt_ms, fmt_rate, fmt_ratio
 from benchmarks.run.wrk import WrkResult, run_wrk
 
@@ -21,6 +21,7 @@ from benchmarks.run.wrk import WrkResult, run_wrk
 class Publish:
     wrk: WrkResult
     latency: dict[int, OpenLoopResult]  # open-loop rate -> result
+    cpu: dict[str, float]  # CPU-µs per accepted publish by process, during the wrk run
 
     @property
     def rate(self) -> float | None:
@@ -35,8 +36,9 @@ async def run(bench: Bench) -> Publish:
     warm = await bench.open_loop(url, rate=200, seconds=1.0, headers=bench.auth, prefix="warm.")
     if warm.ok == 0:
         raise RuntimeError(f"warm-up publishes failed: {warm.errors}\n{pub.tail('api')}")
+    name = "publish: wrk → kafstash (API alone)"
     wrk = await bench.phase(
-        "publish: wrk → kafstash (API alone)",
+        name,
         run_wrk(
             bench.procs,
             pub.base_url,
@@ -55,7 +57,8 @@ async def run(bench: Bench) -> Publish:
             bench.open_loop(url, rate=rate, headers=bench.auth, prefix=f"pub{rate}."),
         )
     await asyncio.to_thread(pub.stop)
-    return Publish(wrk, latency)
+    cpu = per_message_us(bench.spans[name].seconds, wrk.requests - wrk.non2xx)
+    return Publish(wrk, latency, cpu)
 
 
 def rows(pub: Publish, base: Baselines, body_bytes: int) -> list[Row]:
@@ -118,6 +121,7 @@ def figures(pub: Publish, base: Baselines) -> Figures:
         "publish_vs_wrk_hello": ratio(pub.rate, base.hello_rate),
         "publish_vs_raw_producer": ratio(pub.rate, base.raw_rate),
         "publish_vs_raw_producer_tasks": ratio(pub.rate, base.raw_conc),
+        "cpu_us_per_msg_publish_alone": pub.cpu,
     }
     for rate, lat in pub.latency.items():
         for label, q in (("p50", 50), ("p99", 99), ("p999", 99.9)):

@@ -9,6 +9,7 @@ from benchmarks.run.figures import (
     merge,
     nonce_phase,
     number,
+    per_message_us,
     rate_key,
     ratio,
     tally_by_phase,
@@ -64,3 +65,12 @@ def test_tally_by_phase_counts_records_and_distinct_nonces() -> None:
 
 def test_tally_of_nothing_is_empty() -> None:
     assert tally_by_phase([]) == {}
+
+
+def test_cpu_per_message_is_cpu_time_over_messages_in_microseconds() -> None:
+    cpu = {"api": 0.5, "streams": 2.0, "sink": 0.0}
+    assert per_message_us(cpu, 1_000) == {"api": 500.0, "streams": 2000.0}
+
+
+def test_cpu_per_message_without_messages_is_empty() -> None:
+    assert per_message_us({"api": 1.0}, 0) == {}
