@@ -4,7 +4,7 @@
 The archive path is everything the archiver does per batch after Kafka hands it the records:
 decode the JSON event, build the row, build the Arrow table with the exact schema, append it with
 the offsets map in the snapshot summary. The baseline appends the already-built Arrow table to a
-second table with a plain ``append``. Kafka consumption is not included (see benchmarks/run.py).
+second table with a plain ``append``. Kafka consumption is not included (see benchmarks/run/).
 
 Usage: ``python benchmarks/archive.py [--rows 200000] [--batches 4]``
 """

@@ -1,4 +1,4 @@
-"""The benchmark's own HTTP servers, each run as a separate process by ``benchmarks/run.py``.
+"""The benchmark's own HTTP servers, each run as a separate process by ``benchmarks.run``.
 
 ``python benchmarks/servers.py hello FD`` serves a hello-world ASGI app; ``... sink FD`` serves the
 delivery sink. Both run under uvicorn (uvloop + httptools, no access log, one process) on a
@@ -9,8 +9,10 @@ The sink answers every request 200 and counts it by the first path segment
 (``/bp/...`` → ``bp``), remembering the first and last arrival (``time.monotonic_ns()``, a
 system-wide clock on Linux, so the parent can compare it with its own). For paths under ``/e2e/``
 it also records the arrival time of the nonce that starts the body (monotonic and wall clock,
-the latter to compare with Kafka record timestamps). ``GET /_stats`` returns the
-counters and ``GET /_e2e`` the nonce arrivals, as JSON; ``/_`` paths are not counted.
+the latter to compare with Kafka record timestamps). Every body's nonce (up to the first space)
+is counted per prefix, so duplicates show. ``GET /_stats`` returns the counters, ``GET /_e2e``
+the nonce arrivals and ``GET /_receipts`` ``{prefix: [receipts, distinct nonces]}``, as JSON;
+``/_`` paths are not counted.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
 # prefix -> [count, first arrival ns, last arrival ns]
 _counts: dict[str, list[int]] = {}
 _e2e: dict[str, list[int]] = {}  # nonce -> [monotonic ns, wall-clock ns]
+_nonces: dict[str, dict[str, int]] = {}  # prefix -> nonce -> receipts
 
 
 async def sink(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -65,7 +68,11 @@ async def sink(scope: dict[str, Any], receive: Any, send: Any) -> None:
     now = time.monotonic_ns()
     path: str = scope["path"]
     if path.startswith("/_"):
-        payload = _counts if path == "/_stats" else _e2e
+        payload: object = _e2e
+        if path == "/_stats":
+            payload = _counts
+        elif path == "/_receipts":
+            payload = {p: [sum(n.values()), len(n)] for p, n in _nonces.items()}
         data = json.dumps(payload).encode()
         headers = [
             (b"content-type", b"application/json"),
@@ -81,8 +88,10 @@ async def sink(scope: dict[str, Any], receive: Any, send: Any) -> None:
     else:
         entry[0] += 1
         entry[2] = now
-    if prefix == "e2e":
-        nonce = body[:64].split(b" ", 1)[0].decode("ascii", "replace")
+    nonce = body[:64].split(b" ", 1)[0].decode("ascii", "replace")
+    seen = _nonces.setdefault(prefix, {})
+    seen[nonce] = seen.get(nonce, 0) + 1
+    if prefix == "e2e" and nonce not in _e2e:  # the first receipt is the end-to-end time
         _e2e[nonce] = [now, time.time_ns()]
     await send({"type": "http.response.start", "status": 200, "headers": _OK_HEADERS})
     await send({"type": "http.response.body", "body": b"ok"})

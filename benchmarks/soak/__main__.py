@@ -21,29 +21,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
-import httpx
 import uvloop
-from aiokafka.admin import AIOKafkaAdminClient
 
-from benchmarks.run import ROOT, CpuMeter, Procs, _terminate, machine_busy, machine_facts
-from benchmarks.soak.load import LoadResult, Tally, open_loop, pct_ms, tally
+from benchmarks.harness import (
+    CpuMeter,
+    OpenLoopResult,
+    Procs,
+    ServerProcess,
+    child_processes,
+    delete_topics,
+    machine_busy,
+    machine_facts,
+    open_loop,
+    pct_ms,
+    start_broker,
+)
+from benchmarks.soak.load import Tally, tally
 from kafstash.schemas.users import DEV_USERS
 from tests.stack import Stack
 
-HOST = "127.0.0.1"
 WARM_UP_LIMIT_S = 120
 
 
@@ -51,38 +53,13 @@ def log(msg: str, began: float) -> None:
     print(f"[{time.monotonic() - began:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
-class SinkProcess:
-    """benchmarks/soak/sink.py on a socket bound here and passed by descriptor (no port race)."""
-
-    def __init__(self, procs: Procs) -> None:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((HOST, 0))
-        sock.listen(2048)
-        self.port: int = sock.getsockname()[1]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.soak.sink", str(sock.fileno())],
-            pass_fds=[sock.fileno()],
-            start_new_session=True,
-        )
-        sock.close()
-        procs.add("sink", lambda: _terminate(self.proc))
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{self.base}/_count", timeout=1)
-                return
-            except httpx.TransportError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the soak sink did not start") from None
-                time.sleep(0.1)
-
-    @property
-    def base(self) -> str:
-        return f"http://{HOST}:{self.port}"
+def start_sink(procs: Procs) -> ServerProcess:
+    """benchmarks/soak/sink.py, ready when ``/_count`` answers."""
+    argv = [sys.executable, "-m", "benchmarks.soak.sink"]
+    return ServerProcess("sink", argv, "/_count", procs)
 
 
-async def sink_get(session: aiohttp.ClientSession, sink: SinkProcess, what: str) -> dict:  # type: ignore[type-arg]
+async def sink_get(session: aiohttp.ClientSession, sink: ServerProcess, what: str) -> dict:  # type: ignore[type-arg]
     async with session.get(f"{sink.base}/{what}") as resp:
         data: dict = await resp.json()  # type: ignore[type-arg]
         return data
@@ -91,7 +68,7 @@ async def sink_get(session: aiohttp.ClientSession, sink: SinkProcess, what: str)
 async def warm_up(
     session: aiohttp.ClientSession,
     stack: Stack,
-    sink: SinkProcess,
+    sink: ServerProcess,
     auth: dict[str, str],
     began: float,
 ) -> None:
@@ -112,7 +89,7 @@ async def warm_up(
 
 async def drain(
     session: aiohttp.ClientSession,
-    sink: SinkProcess,
+    sink: ServerProcess,
     want: int,
     kind: str,
     args: argparse.Namespace,
@@ -148,9 +125,9 @@ def ratio(a: float, b: float) -> str:
 def report(
     args: argparse.Namespace,
     facts: list[str],
-    base: LoadResult,
+    base: OpenLoopResult,
     base_t: Tally,
-    load: LoadResult,
+    load: OpenLoopResult,
     t: Tally,
     drain_s: float,
     cpu: str,
@@ -227,23 +204,11 @@ async def run(args: argparse.Namespace, procs: Procs, workdir: Path, began: floa
     await asyncio.sleep(2)
     background = 100 * (machine_busy() - busy0) / (time.monotonic() - t0)
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    broker = None
-    if external:
-        bootstrap, note = external, f"external {external}"
-    else:
-        from kafstash.infra.kafka import LocalBroker  # noqa: PLC0415
-        from kafstash.infra.kafka.broker import KAFKA_VERSION  # noqa: PLC0415
-
-        broker = LocalBroker(workdir / "kafka")
-        await asyncio.to_thread(broker.start)
-        procs.add("kafka", broker.stop)
-        bootstrap = broker.bootstrap
-        took = broker.startup_seconds or 0.0
-        note = f"LocalBroker {KAFKA_VERSION} at {bootstrap} (started in {took:.1f}s)"
+    bootstrap, note, broker = await asyncio.to_thread(start_broker, workdir, procs)
     log(f"broker: {note}", began)
     facts = machine_facts(note)
     facts.append(f"idle:    before the run the machine was {background:.0f}% busy (% of one core)")
-    sink = SinkProcess(procs)
+    sink = start_sink(procs)
     stack = Stack(bootstrap, workdir / "home", partitions=args.partitions)
     stack.home.mkdir(parents=True)
     procs.add("kafstash", stack.stop)
@@ -291,20 +256,6 @@ async def run(args: argparse.Namespace, procs: Procs, workdir: Path, began: floa
     return 1 if t.lost else 0
 
 
-def delete_topics(bootstrap: str, prefix: str) -> None:
-    async def go() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-            if names:
-                await admin.delete_topics(names)
-        finally:
-            await admin.close()
-
-    asyncio.run(go())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__)
     parser.add_argument("--rate", type=float, default=200, help="publishes per second")
@@ -321,32 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate <= 0 or args.duration <= 0 or args.baseline <= 0:
         parser.error("--rate, --duration and --baseline must be positive")
 
-    def on_term(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
-    # The roles (python -m kafstash ...) and the sink must run this tree's code.
-    os.chdir(ROOT)
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
-    procs = Procs()
-    workdir = Path(tempfile.mkdtemp(prefix="kafstash-soak-"))
     began = time.monotonic()
     code = 0
-    stop: Callable[[], None] = procs.stop_all
-    try:
-        code = uvloop.run(run(args, procs, workdir, began))
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping everything", file=sys.stderr)
-        code = 130
-    finally:
-        # A second Ctrl-C must not cut the clean-up short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        with contextlib.suppress(Exception):
-            stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with child_processes("kafstash-soak-") as (procs, workdir):
+        try:
+            code = uvloop.run(run(args, procs, workdir, began))
+        except KeyboardInterrupt:
+            print("\ninterrupted; stopping everything", file=sys.stderr)
+            code = 130
     log(f"done (exit {code})", began)
     return code
 
