@@ -37,7 +37,7 @@ from kafstash.producers.api.errors import (
     handle_api_error,
 )
 from kafstash.producers.api.fanout import for_target
-from kafstash.producers.api.gates import GateStateView, cancel_records, with_queue
+from kafstash.producers.api.gates import cancel_records, open_gate_state_view, with_queue
 from kafstash.producers.api.limits import HeaderLimits, header_pairs_problem
 from kafstash.producers.api.publish import HeaderView, build_request
 from kafstash.producers.api.schedule_view import (
@@ -47,18 +47,13 @@ from kafstash.producers.api.schedule_view import (
 )
 from kafstash.producers.api.views import message_json
 from kafstash.producers.events_view import EventsView
-from kafstash.producers.kafka_log import (
-    CompactedView,
-    DecisionWaiter,
-    KafkaLog,
-    LogUnavailable,
-    MessagesView,
-)
+from kafstash.producers.kafka_log import DecisionWaiter, KafkaLog, LogUnavailable, MessagesView
 from kafstash.schemas import codec
 from kafstash.schemas.commands import PublishRequest
 from kafstash.schemas.defaults import MAX_BATCH_ITEMS
 from kafstash.schemas.keys import SigningKeys, rotate
 from kafstash.schemas.users import User
+from kafstash.views.compacted import CompactedView
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +84,7 @@ class Api(ApiContext):
         )
         key_view: keys.KeysView = CompactedView(cfg.bootstrap, cfg.topics.keys, keys.decode)
         schedule_view = ScheduleView(cfg.bootstrap, cfg.topics.state)
-        gate_view = GateStateView(cfg.bootstrap, cfg.topics.state)
+        gate_view = open_gate_state_view(cfg.bootstrap, cfg.topics.state)
         async with contextlib.AsyncExitStack() as stack:
             # Each view reads its topic up to the end before the API may answer; reading them
             # one after another made every start (and every restart after a crash) wait for

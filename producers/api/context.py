@@ -35,13 +35,7 @@ from kafstash.producers.api.publish import HeaderView, PublishLimits, build_requ
 from kafstash.producers.api.ratelimit import RateLimiter
 from kafstash.producers.api.schedule_view import MessageStateFn, ScheduleView
 from kafstash.producers.events_view import EventsView
-from kafstash.producers.kafka_log import (
-    CompactedView,
-    DecisionWaiter,
-    KafkaLog,
-    LogUnavailable,
-    MessagesView,
-)
+from kafstash.producers.kafka_log import DecisionWaiter, KafkaLog, LogUnavailable, MessagesView
 from kafstash.schemas import codec
 from kafstash.schemas.addresses import Allowlist
 from kafstash.schemas.commands import PublishRequest
@@ -53,6 +47,7 @@ from kafstash.schemas.message import Message
 from kafstash.schemas.redact import redacted
 from kafstash.schemas.topics import Topics
 from kafstash.schemas.users import User
+from kafstash.views.compacted import CompactedView
 
 log = logging.getLogger(__name__)
 

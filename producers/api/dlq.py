@@ -19,13 +19,14 @@ from kafstash.producers.api.dlq_query import DlqQuery, parse_query, select
 from kafstash.producers.api.errors import ApiError, NotFound, Unavailable
 from kafstash.producers.api.publish import HeaderView, build_request
 from kafstash.producers.api.views import body_fields, message_json
-from kafstash.producers.kafka_log import CompactedView, LogUnavailable
+from kafstash.producers.kafka_log import LogUnavailable
 from kafstash.schemas import codec, ids
 from kafstash.schemas import headers as h
 from kafstash.schemas.commands import PublishRequest
 from kafstash.schemas.dlq import DlqEntry, dlq_key
 from kafstash.schemas.message import Message
 from kafstash.schemas.redact import redacted
+from kafstash.views.compacted import CompactedView
 
 if TYPE_CHECKING:
     from kafstash.producers.api.context import ApiContext

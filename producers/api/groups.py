@@ -19,18 +19,19 @@ from starlette.routing import Route
 
 from kafstash.producers.api import destination
 from kafstash.producers.api.errors import ApiError, NotFound, Unavailable
-from kafstash.producers.kafka_log import CompactedView, LogUnavailable
+from kafstash.producers.kafka_log import LogUnavailable
 from kafstash.schemas import codec
 from kafstash.schemas.groups import (
-    GROUP_KEY_PREFIX,
     Endpoint,
     RemoveSpec,
     UrlGroup,
+    decode_group,
     group_key,
     remove,
     upsert,
     valid_name,
 )
+from kafstash.views.compacted import CompactedView
 
 if TYPE_CHECKING:
     from kafstash.producers.api.context import ApiContext
@@ -47,17 +48,8 @@ class _RemoveBody(msgspec.Struct):
     endpoints: list[RemoveSpec]
 
 
-def _decode(key: str, value: bytes) -> UrlGroup | None:
-    if not key.startswith(GROUP_KEY_PREFIX):
-        return None  # other read models share the state topic
-    try:
-        return codec.decode(value, UrlGroup)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-
-
 def open_view(bootstrap: str, state_topic: str) -> CompactedView[UrlGroup]:
-    return CompactedView(bootstrap, state_topic, _decode)
+    return CompactedView(bootstrap, state_topic, decode_group)
 
 
 def group_json(group: UrlGroup) -> dict[str, object]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from kafstash.producers.kafka_log import CompactedView
 from kafstash.schemas import codec
 from kafstash.schemas.keys import SigningKeys, configured
 from kafstash.schemas.users import User
+from kafstash.views.compacted import CompactedView
 
 KeysView = CompactedView[SigningKeys]
 
