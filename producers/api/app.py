@@ -53,7 +53,6 @@ from kafstash.schemas.commands import PublishRequest
 from kafstash.schemas.defaults import MAX_BATCH_ITEMS
 from kafstash.schemas.keys import SigningKeys, rotate
 from kafstash.schemas.users import User
-from kafstash.views.compacted import CompactedView
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ class Api(ApiContext):
         events_view = EventsView(
             cfg.bootstrap, cfg.topics.events, retention_ms=cfg.events_retention_ms, clock=self.clock
         )
-        key_view: keys.KeysView = CompactedView(cfg.bootstrap, cfg.topics.keys, keys.decode)
+        key_view = keys.open_view(cfg.bootstrap, cfg.topics.keys)
         schedule_view = ScheduleView(cfg.bootstrap, cfg.topics.state)
         gate_view = open_gate_state_view(cfg.bootstrap, cfg.topics.state)
         async with contextlib.AsyncExitStack() as stack:

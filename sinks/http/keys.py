@@ -13,8 +13,7 @@ import logging
 from types import TracebackType
 from typing import Self
 
-from kafstash.schemas import codec
-from kafstash.schemas.keys import SigningKeys
+from kafstash.schemas.keys import SigningKeys, decode_keys
 from kafstash.schemas.users import User
 from kafstash.views.compacted import CompactedView
 from kafstash.views.follower import TopicMissing
@@ -25,11 +24,7 @@ KeysView = CompactedView[SigningKeys]
 
 
 def keys_view(bootstrap: str, topic: str) -> KeysView:
-    return CompactedView(bootstrap, topic, _decode)
-
-
-def _decode(_key: str, value: bytes) -> SigningKeys | None:
-    return codec.decode(value, SigningKeys)
+    return CompactedView(bootstrap, topic, decode_keys)
 
 
 class SigningKeyBook:
