@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from kafstash.config import ConfigError, Settings, archive_maintenance
-from kafstash.producers.api.app import ApiConfig, create_app
+from kafstash.producers.api.app import create_app
+from kafstash.producers.api.context import ApiConfig
 from kafstash.producers.api.publish import PublishLimits
 from kafstash.schemas.history import EventHistory
 from kafstash.sinks.http.sender import Sender, SenderConfig

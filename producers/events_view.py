@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-from kafstash.producers.kafka_log import _TopicFollower
 from kafstash.schemas import codec
 from kafstash.schemas.defaults import EVENTS_MAX_KEPT, EVENTS_RETENTION_MS
 from kafstash.schemas.events import MessageEvent, State
 from kafstash.schemas.message import Message
+from kafstash.views.follower import TopicFollower
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class EventsView:
     ) -> None:
         self.store = EventStore(retention_ms=retention_ms)
         self._clock = clock
-        self._follower = _TopicFollower(
+        self._follower = TopicFollower(
             bootstrap,
             topic,
             self._on_record,
@@ -210,7 +210,7 @@ class EventsView:
         return int(self._clock() * 1000)
 
     async def __aenter__(self) -> Self:
-        await self._follower.start()
+        await self._follower.__aenter__()
         await self._follower.caught_up.wait()
         self._pruner = asyncio.create_task(self._prune_loop(), name="events-view-prune")
         log.info("events view ready: %d events", len(self.store))
@@ -223,7 +223,7 @@ class EventsView:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pruner
-        await self._follower.stop()
+        await self._follower.__aexit__(et, e, tb)
 
     def latest_state(self, message_id: str) -> State | None:
         return self.store.latest_state(message_id)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 
+import msgspec
 from msgspec import Struct
+
+from kafstash.schemas import codec
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 GROUP_KEY_PREFIX = "group/"
@@ -43,6 +46,17 @@ class UrlGroup(
 def valid_name(name: str) -> bool:
     """QStash's rule for group (and queue) names: ``[A-Za-z0-9._-]`` only."""
     return bool(_NAME.match(name))
+
+
+def decode_group(key: str, value: bytes) -> UrlGroup | None:
+    """A record of the ``state`` topic as a group; None for the other kinds sharing the topic
+    (schedules, queues) and for a record that does not read as a group."""
+    if not key.startswith(GROUP_KEY_PREFIX):
+        return None
+    try:
+        return codec.decode(value, UrlGroup)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 def group_key(user_id: str, name: str) -> str:

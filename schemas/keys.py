@@ -2,7 +2,7 @@
 
 from msgspec import Struct
 
-from kafstash.schemas import ids
+from kafstash.schemas import codec, ids
 from kafstash.schemas.users import User
 
 
@@ -20,6 +20,11 @@ class SigningKeys(
     current: str
     next: str
     rotated_at: int = 0
+
+
+def decode_keys(_key: str, value: bytes) -> SigningKeys:
+    """A record of the ``keys`` topic (keyed by user id), for the API's and the senders' views."""
+    return codec.decode(value, SigningKeys)
 
 
 def configured(user: User) -> SigningKeys:

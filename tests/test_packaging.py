@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+ROOMS = ("schemas", "views", "producers", "streams", "sinks", "infra")
 SERVER_MODULES = ("faust", "mode", "aiokafka", "pyiceberg", "pyarrow", "uvicorn", "starlette")
 
 
@@ -41,7 +42,7 @@ def test_wheel_installs_only_the_kafstash_name(wheel: zipfile.ZipFile) -> None:
 
 def test_wheel_carries_every_room_and_its_data(wheel: zipfile.ZipFile) -> None:
     files = set(_record(wheel))
-    for room in ("schemas", "producers", "streams", "sinks", "infra"):
+    for room in ROOMS:
         assert f"kafstash/{room}/__init__.py" in files, room
     for data in (
         "kafstash/infra/kafka/pom.xml",
@@ -51,7 +52,7 @@ def test_wheel_carries_every_room_and_its_data(wheel: zipfile.ZipFile) -> None:
     ):
         assert data in files, data
     # Every module of the checkout is in the wheel under kafstash/<room>/.
-    for room in ("schemas", "producers", "streams", "sinks", "infra"):
+    for room in ROOMS:
         for py in (ROOT / room).rglob("*.py"):
             assert f"kafstash/{py.relative_to(ROOT).as_posix()}" in files, py
 
@@ -78,7 +79,6 @@ def test_the_client_imports_without_the_server(tmp_path: Path) -> None:
 
 def test_the_rooms_are_not_top_level_modules(tmp_path: Path) -> None:
     # Run outside the checkout, where only the installed distribution is on the path.
-    rooms = ("schemas", "producers", "streams", "sinks", "infra")
-    probe = f"import importlib.util as u, sys; sys.exit(any(u.find_spec(n) for n in {rooms!r}))"
+    probe = f"import importlib.util as u, sys; sys.exit(any(u.find_spec(n) for n in {ROOMS!r}))"
     r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, timeout=60, check=False)
     assert r.returncode == 0

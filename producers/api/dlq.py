@@ -19,16 +19,17 @@ from kafstash.producers.api.dlq_query import DlqQuery, parse_query, select
 from kafstash.producers.api.errors import ApiError, NotFound, Unavailable
 from kafstash.producers.api.publish import HeaderView, build_request
 from kafstash.producers.api.views import body_fields, message_json
-from kafstash.producers.kafka_log import CompactedView, LogUnavailable
+from kafstash.producers.kafka_log import LogUnavailable
 from kafstash.schemas import codec, ids
 from kafstash.schemas import headers as h
 from kafstash.schemas.commands import PublishRequest
 from kafstash.schemas.dlq import DlqEntry, dlq_key
 from kafstash.schemas.message import Message
 from kafstash.schemas.redact import redacted
+from kafstash.views.compacted import CompactedView
 
 if TYPE_CHECKING:
-    from kafstash.producers.api.app import Api
+    from kafstash.producers.api.context import ApiContext
     from kafstash.schemas.users import User
 
 
@@ -108,7 +109,7 @@ def republished(
     return msgspec.structs.replace(original, **changes)
 
 
-def _user_entry(api: Api, user: User, dlq_id: str) -> DlqEntry:
+def _user_entry(api: ApiContext, user: User, dlq_id: str) -> DlqEntry:
     assert api.dlq is not None
     entry = api.dlq.get(dlq_key(user.user_id, dlq_id))
     if entry is None:
@@ -116,13 +117,13 @@ def _user_entry(api: Api, user: User, dlq_id: str) -> DlqEntry:
     return entry
 
 
-def _selected(api: Api, user: User, q: DlqQuery) -> tuple[list[DlqEntry], str | None]:
+def _selected(api: ApiContext, user: User, q: DlqQuery) -> tuple[list[DlqEntry], str | None]:
     assert api.dlq is not None
     entries = (e for _, e in api.dlq.scan(dlq_key(user.user_id, "")))
     return select(entries, q)
 
 
-async def _remove(api: Api, user: User, entries: list[DlqEntry]) -> None:
+async def _remove(api: ApiContext, user: User, entries: list[DlqEntry]) -> None:
     assert api.log is not None
     assert api.dlq is not None
     keys = [dlq_key(user.user_id, e.dlq_id) for e in entries]
@@ -137,18 +138,18 @@ async def _remove(api: Api, user: User, entries: list[DlqEntry]) -> None:
         api.dlq.drop(k)
 
 
-async def _retry(api: Api, user: User, entries: list[tuple[DlqEntry, Message]]) -> list[str]:
+async def _retry(api: ApiContext, user: User, entries: list[tuple[DlqEntry, Message]]) -> list[str]:
     requests = [
         PublishRequest(request_id=ids.request_id(), message=message) for _, message in entries
     ]
-    results = await api._submit(requests)
+    results = await api.submit(requests)
     await _remove(api, user, [e for e, _ in entries])
     return [mid for mid, _ in results]
 
 
-def routes(api: Api) -> list[Route]:
+def routes(api: ApiContext) -> list[Route]:
     async def list_messages(request: Request) -> Response:
-        user = api._user(request)
+        user = api.user(request)
         page, cursor = _selected(api, user, parse_query(request.query_params.multi_items()))
         out: dict[str, Any] = {"messages": [dlq_json(e) for e in page]}
         if cursor is not None:
@@ -156,18 +157,18 @@ def routes(api: Api) -> list[Route]:
         return JSONResponse(out)
 
     async def get_message(request: Request) -> Response:
-        user = api._user(request)
+        user = api.user(request)
         return JSONResponse(dlq_json(_user_entry(api, user, request.path_params["dlq_id"])))
 
     async def delete_message(request: Request) -> Response:
-        user = api._user(request)
+        user = api.user(request)
         entry = _user_entry(api, user, request.path_params["dlq_id"])
         await _remove(api, user, [entry])
         return JSONResponse({"deleted": 1})
 
     async def delete_many(request: Request) -> Response:
-        user = api._user(request)
-        raw = await api._body(request)
+        user = api.user(request)
+        raw = await api.read_body(request)
         if raw.strip():
             # The Python SDK's delete_many sends its ids as a JSON body on DELETE; a server
             # that ignored it would take the request for "delete everything".
@@ -188,9 +189,9 @@ def routes(api: Api) -> list[Route]:
         return JSONResponse(out)
 
     async def retry_many(request: Request) -> Response:
-        user = api._user(request)
+        user = api.user(request)
         page, cursor = _selected(api, user, parse_query(request.query_params.multi_items()))
-        now = api._now_ms()
+        now = api.now_ms()
         fresh = [(e, republished(e.message, view=None, built=None, now_ms=now)) for e in page]
         out: dict[str, Any] = {
             "responses": [{"messageId": mid} for mid in await _retry(api, user, fresh)]
@@ -200,10 +201,10 @@ def routes(api: Api) -> list[Route]:
         return JSONResponse(out, status_code=201)
 
     async def retry_one(request: Request) -> Response:
-        user = api._user(request)
+        user = api.user(request)
         entry = _user_entry(api, user, request.path_params["dlq_id"])
         view = HeaderView(request.headers.items())
-        now = api._now_ms()
+        now = api.now_ms()
         built = build_request(
             user=user,
             url=entry.message.url,
@@ -213,7 +214,7 @@ def routes(api: Api) -> list[Route]:
             limits=api.config.limits,
         ).message
         message = republished(entry.message, view=view, built=built, now_ms=now)
-        await api._check_callbacks(message)
+        await api.check_callbacks(message)
         [mid] = await _retry(api, user, [(entry, message)])
         return JSONResponse({"messageId": mid}, status_code=201)
 

@@ -27,7 +27,7 @@ from kafstash.schemas.gates import (
 )
 
 if TYPE_CHECKING:
-    from kafstash.producers.api.app import Api
+    from kafstash.producers.api.context import ApiContext
 
 
 def flow_control_json(s: FlowControlState) -> dict[str, Any]:
@@ -124,7 +124,7 @@ def expected_state(
             return structs.replace(s, rate_count=0, rate_period_start=cmd.at // 1000)
 
 
-def routes(api: Api) -> list[Route]:
+def routes(api: ApiContext) -> list[Route]:
     def state_of(user_id: str, key: str) -> FlowControlState | None:
         assert api.gate_state
         found = api.gate_state.get(state_key(flow_control_gate(user_id, key)))

@@ -1,17 +1,19 @@
 """What the API shares between queues, flow control, batch and cancel: the gate-state view,
-gate records for ``<prefix>.gates`` and the cancel records of a (possibly gated) message."""
+gate records for ``<prefix>.gates`` and the cancel records of a (possibly gated) message.
+
+The gate-state view is a CompactedView of the ``state`` topic whose read-your-writes floor is a
+state's ``admin_at``: after this API instance answered an admin request it shows the expected
+state at once, and a record the stream worker wrote for an older admin request (still in flight)
+does not undo that for a moment."""
 
 from __future__ import annotations
 
 import re
-from types import TracebackType
-from typing import Self
 
 import msgspec
 from msgspec import structs
 
 from kafstash.producers.api.errors import ApiError
-from kafstash.producers.kafka_log import CompactedView
 from kafstash.schemas import codec
 from kafstash.schemas.commands import Cancel, PublishRequest
 from kafstash.schemas.gates import (
@@ -29,6 +31,7 @@ from kafstash.schemas.gates import (
 )
 from kafstash.schemas.message import Message
 from kafstash.schemas.topics import Topics
+from kafstash.views.compacted import CompactedView
 
 Record = tuple[str, bytes, bytes]  # (topic, key, value) for KafkaLog.append_many
 
@@ -36,60 +39,24 @@ _QUEUE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _state_decoder = msgspec.json.Decoder(GateState)
 
 
-class StateFloors:
-    """Decodes our records off the ``state`` topic, ignoring ones older than our admin writes.
-
-    After this API instance answered an admin request it shows the expected state at once; a
-    record the stream worker wrote for an older admin request (``admin_at`` below ours, still
-    in flight) must not undo that for a moment.
-    """
-
-    def __init__(self) -> None:
-        self._floors: dict[str, int] = {}
-
-    def raise_to(self, key: str, admin_at: int) -> None:
-        self._floors[key] = max(self._floors.get(key, 0), admin_at)
-
-    def decode(self, key: str, value: bytes) -> GateState | None:
-        # The state topic also carries other kinds (schedules, URL groups): only ours are read.
-        if not key.startswith((QUEUE_STATE_PREFIX, FLOW_CONTROL_STATE_PREFIX)):
-            return None
-        state: GateState = _state_decoder.decode(value)
-        if state.admin_at < self._floors.get(key, 0):
-            return None
-        return state
+GateStateView = CompactedView[GateState]
+"""Queue and flow-control read models, keyed ``queue/<user>/<name>`` / ``flowControl/...``."""
 
 
-class GateStateView:
-    """Queue and flow-control read models, keyed ``queue/<user>/<name>`` / ``flowControl/...``:
-    a CompactedView of the ``state`` topic with read-your-writes that does not flicker."""
+def open_gate_state_view(bootstrap: str, state_topic: str) -> GateStateView:
+    return CompactedView(bootstrap, state_topic, decode_gate_state, version=_admin_at)
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self._floors = StateFloors()
-        self._view: CompactedView[GateState] = CompactedView(bootstrap, topic, self._floors.decode)
 
-    async def __aenter__(self) -> Self:
-        await self._view.__aenter__()
-        return self
+def decode_gate_state(key: str, value: bytes) -> GateState | None:
+    # The state topic also carries other kinds (schedules, URL groups): only ours are read.
+    if not key.startswith((QUEUE_STATE_PREFIX, FLOW_CONTROL_STATE_PREFIX)):
+        return None
+    state: GateState = _state_decoder.decode(value)
+    return state
 
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._view.__aexit__(et, e, tb)
 
-    def get(self, key: str) -> GateState | None:
-        return self._view.get(key)
-
-    def scan(self, prefix: str) -> list[tuple[str, GateState]]:
-        return self._view.scan(prefix)
-
-    def put(self, key: str, state: GateState) -> None:
-        self._floors.raise_to(key, state.admin_at)
-        self._view.put(key, state)
-
-    def drop(self, key: str, at: int) -> None:
-        self._floors.raise_to(key, at)
-        self._view.drop(key)
+def _admin_at(state: GateState) -> int:
+    return state.admin_at
 
 
 def check_queue_name(name: str) -> str:

@@ -4,13 +4,12 @@ The group records live in the compacted ``<prefix>.state`` topic (schemas/groups
 their only writer, so a read-modify-append here, followed by ``put`` into the view, is enough
 (concurrent edits of one group from two API instances: the later append wins).
 
-:func:`targets` is what publish, batch, enqueue and schedules call to turn a destination into
-the URLs to deliver to; :func:`for_target` stamps one target onto a built PublishRequest.
+:func:`schedule_group` is how a schedule names its group; the fan-out of a publish to a group's
+endpoints is ApiContext.targets and fanout.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -20,34 +19,25 @@ from starlette.routing import Route
 
 from kafstash.producers.api import destination
 from kafstash.producers.api.errors import ApiError, NotFound, Unavailable
-from kafstash.producers.kafka_log import CompactedView, LogUnavailable
+from kafstash.producers.kafka_log import LogUnavailable
 from kafstash.schemas import codec
-from kafstash.schemas.commands import PublishRequest
 from kafstash.schemas.groups import (
-    GROUP_KEY_PREFIX,
     Endpoint,
     RemoveSpec,
     UrlGroup,
+    decode_group,
     group_key,
     remove,
     upsert,
     valid_name,
 )
+from kafstash.views.compacted import CompactedView
 
 if TYPE_CHECKING:
-    from kafstash.producers.api.app import Api
+    from kafstash.producers.api.context import ApiContext
     from kafstash.schemas.users import User
 
 _MAX_ENDPOINTS = 100
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One URL a publish delivers to; ``topic_name`` is set when it came from a group."""
-
-    url: str
-    topic_name: str | None = None
-    endpoint_name: str | None = None
 
 
 class _AddBody(msgspec.Struct):
@@ -58,17 +48,8 @@ class _RemoveBody(msgspec.Struct):
     endpoints: list[RemoveSpec]
 
 
-def _decode(key: str, value: bytes) -> UrlGroup | None:
-    if not key.startswith(GROUP_KEY_PREFIX):
-        return None  # other read models share the state topic
-    try:
-        return codec.decode(value, UrlGroup)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-
-
 def open_view(bootstrap: str, state_topic: str) -> CompactedView[UrlGroup]:
-    return CompactedView(bootstrap, state_topic, _decode)
+    return CompactedView(bootstrap, state_topic, decode_group)
 
 
 def group_json(group: UrlGroup) -> dict[str, object]:
@@ -83,20 +64,7 @@ def group_json(group: UrlGroup) -> dict[str, object]:
     }
 
 
-async def targets(api: Api, user: User, dest: str) -> list[Target]:
-    """The URLs a publish to ``dest`` delivers to: itself, or every endpoint of the group."""
-    if "://" in dest or destination.is_url(dest):
-        return [Target(url=await api._check_destination(dest))]
-    if not valid_name(dest):
-        raise ApiError(f"invalid destination: {dest!r} is neither a URL nor a url group name")
-    assert api.groups is not None
-    group = api.groups.get(group_key(user.user_id, dest))
-    if group is None:
-        raise NotFound(f"url group {dest!r} not found")
-    return [Target(url=e.url, topic_name=group.name, endpoint_name=e.name) for e in group.endpoints]
-
-
-async def schedule_group(api: Api, user: User, dest: str) -> str | None:
+async def schedule_group(api: ApiContext, user: User, dest: str) -> str | None:
     """The URL group a schedule to ``dest`` targets, or None when ``dest`` is a URL.
 
     Raises NotFound when no such group exists for ``user``: a schedule resolves the group's
@@ -104,25 +72,8 @@ async def schedule_group(api: Api, user: User, dest: str) -> str | None:
     """
     if "://" in dest or destination.is_url(dest):
         return None
-    await targets(api, user, dest)  # the 400 / 404 rules of a publish to a group
+    await api.targets(user, dest)  # the 400 / 404 rules of a publish to a group
     return dest
-
-
-def for_target(req: PublishRequest, target: Target) -> PublishRequest:
-    """``req`` as built for ``target.url``, marked with its group and endpoint.
-
-    The dedup key gains the endpoint, so one deduplication id covers the whole fan-out without
-    the second endpoint's message being taken for a duplicate of the first's.
-    """
-    if target.topic_name is None:
-        return req
-    message = msgspec.structs.replace(
-        req.message, topic_name=target.topic_name, endpoint_name=target.endpoint_name
-    )
-    key = req.dedup_key
-    if key is not None:
-        key = f"{key}:group:{target.topic_name}:{target.endpoint_name or ''}:{target.url}"
-    return msgspec.structs.replace(req, message=message, dedup_key=key)
 
 
 def _name(request: Request) -> str:
@@ -132,7 +83,7 @@ def _name(request: Request) -> str:
     return name
 
 
-async def _write(api: Api, key: str, group: UrlGroup | None) -> None:
+async def _write(api: ApiContext, key: str, group: UrlGroup | None) -> None:
     assert api.log is not None
     assert api.groups is not None
     value = None if group is None else codec.encode(group)
@@ -146,12 +97,12 @@ async def _write(api: Api, key: str, group: UrlGroup | None) -> None:
         api.groups.put(key, group)
 
 
-def routes(api: Api) -> list[Route]:
+def routes(api: ApiContext) -> list[Route]:
     async def add_endpoints(request: Request) -> Response:
-        user = api._user(request)
+        user = api.user(request)
         name = _name(request)
         try:
-            body = msgspec.json.decode(await api._body(request), type=_AddBody)
+            body = msgspec.json.decode(await api.read_body(request), type=_AddBody)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise ApiError(f"invalid request body: {exc}") from None
         if not body.endpoints:
@@ -159,7 +110,7 @@ def routes(api: Api) -> list[Route]:
         for e in body.endpoints:
             if not destination.is_url(e.url):
                 raise ApiError(f"invalid endpoint url {e.url!r}: use http:// or https://")
-            await api._check_destination(e.url)
+            await api.check_destination(e.url)
         assert api.groups is not None
         key = group_key(user.user_id, name)
         group = upsert(
@@ -167,7 +118,7 @@ def routes(api: Api) -> list[Route]:
             user_id=user.user_id,
             name=name,
             endpoints=body.endpoints,
-            now_ms=api._now_ms(),
+            now_ms=api.now_ms(),
         )
         if len(group.endpoints) > _MAX_ENDPOINTS:
             raise ApiError(f"a url group has at most {_MAX_ENDPOINTS} endpoints")
@@ -175,10 +126,10 @@ def routes(api: Api) -> list[Route]:
         return Response(status_code=200)
 
     async def remove_endpoints(request: Request) -> Response:
-        user = api._user(request)
+        user = api.user(request)
         name = _name(request)
         try:
-            body = msgspec.json.decode(await api._body(request), type=_RemoveBody)
+            body = msgspec.json.decode(await api.read_body(request), type=_RemoveBody)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise ApiError(f"invalid request body: {exc}") from None
         assert api.groups is not None
@@ -186,11 +137,11 @@ def routes(api: Api) -> list[Route]:
         group = api.groups.get(key)
         if group is None:
             raise NotFound(f"url group {name!r} not found")
-        await _write(api, key, remove(group, specs=body.endpoints, now_ms=api._now_ms()))
+        await _write(api, key, remove(group, specs=body.endpoints, now_ms=api.now_ms()))
         return Response(status_code=200)
 
     async def get_group(request: Request) -> Response:
-        user = api._user(request)
+        user = api.user(request)
         assert api.groups is not None
         group = api.groups.get(group_key(user.user_id, _name(request)))
         if group is None:
@@ -198,13 +149,13 @@ def routes(api: Api) -> list[Route]:
         return JSONResponse(group_json(group))
 
     async def list_groups(request: Request) -> Response:
-        user = api._user(request)
+        user = api.user(request)
         assert api.groups is not None
         found = api.groups.scan(group_key(user.user_id, ""))
         return JSONResponse([group_json(g) for _, g in found])
 
     async def delete_group(request: Request) -> Response:
-        user = api._user(request)
+        user = api.user(request)
         assert api.groups is not None
         key = group_key(user.user_id, _name(request))
         # 2xx for a missing group too: the Python SDK's own tests delete before creating.

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from kafstash.producers.kafka_log import CompactedView
-from kafstash.schemas import codec
-from kafstash.schemas.keys import SigningKeys, configured
+from kafstash.schemas.keys import SigningKeys, configured, decode_keys
 from kafstash.schemas.users import User
+from kafstash.views.compacted import CompactedView
 
 KeysView = CompactedView[SigningKeys]
 
 
-def decode(_key: str, value: bytes) -> SigningKeys | None:
-    return codec.decode(value, SigningKeys)
+def open_view(bootstrap: str, keys_topic: str) -> KeysView:
+    return CompactedView(bootstrap, keys_topic, decode_keys)
 
 
 def keys_of(view: KeysView | None, user: User) -> SigningKeys:

@@ -25,7 +25,7 @@ from kafstash.producers.kafka_log import LogUnavailable
 from kafstash.schemas.gates import DeleteQueue, QueueState, UpsertQueue, queue_gate, state_key
 
 if TYPE_CHECKING:
-    from kafstash.producers.api.app import Api
+    from kafstash.producers.api.context import ApiContext
 
 _MAX_PARALLELISM = 1000
 
@@ -50,7 +50,7 @@ def queue_json(q: QueueState) -> dict[str, Any]:
     }
 
 
-def routes(api: Api) -> list[Route]:  # noqa: PLR0915 - one closure per route
+def routes(api: ApiContext) -> list[Route]:  # noqa: PLR0915 - one closure per route
     def state_of(user_id: str, name: str) -> QueueState | None:
         assert api.gate_state
         found = api.gate_state.get(state_key(queue_gate(user_id, name)))

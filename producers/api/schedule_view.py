@@ -2,11 +2,9 @@
 
 Schedules are read from the compacted ``state`` topic, where the stream worker that owns each
 schedule publishes its :class:`ScheduleState` (keys ``schedule/<user>/<id>``). This API's own
-writes are visible at once (``put``/``drop``) and are not undone by an older state that is
-still on its way through the topic: until the topic shows a state of this instance's last write,
-older states (and, after a put, a tombstone of an earlier delete) are ignored. The stream worker
-publishes the states of one schedule in the order of its specs, so once that state arrived the
-topic is the truth again.
+writes are visible at once (``put``/``drop``) and are not undone by an older state still on its
+way: the view's floor is the spec's ``updated_at`` (kafstash.views.compacted, shared with the
+gate states). The stream worker publishes the states of one schedule in the order of its specs.
 """
 
 from __future__ import annotations
@@ -16,10 +14,11 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from kafstash.producers.api.views import body_fields
-from kafstash.producers.kafka_log import CompactedView, MessagesView
+from kafstash.producers.kafka_log import MessagesView
 from kafstash.schemas import codec
 from kafstash.schemas.redact import redacted
 from kafstash.schemas.schedules import STATE_KIND, ScheduleState, state_key
+from kafstash.views.compacted import CompactedView
 
 ScheduleMessageState = Literal["IN_PROGRESS", "SUCCESS", "FAIL"]
 # The state of one message of the last firing; the lead connects an events-based view here.
@@ -64,9 +63,7 @@ def event_message_state(
 
 class ScheduleView:
     def __init__(self, bootstrap: str, topic: str) -> None:
-        # key -> (updated_at of our last write, whether it was a delete), until the topic caught up
-        self._floor: dict[str, tuple[int, bool]] = {}
-        self._view = CompactedView(bootstrap, topic, self._decode, keep=self._keep)
+        self._view = CompactedView(bootstrap, topic, _decode, version=_updated_at)
 
     async def __aenter__(self) -> Self:
         await self._view.__aenter__()
@@ -77,26 +74,9 @@ class ScheduleView:
     ) -> None:
         await self._view.__aexit__(et, e, tb)
 
-    def _decode(self, key: str, value: bytes) -> ScheduleState | None:
-        if not key.startswith(f"{STATE_KIND}/"):
-            return None  # other kinds share the state topic
-        state = codec.decode(value, ScheduleState)
-        floor = self._floor.get(key)
-        if floor is not None:
-            at, deleted = floor
-            if state.spec.updated_at < at or (deleted and state.spec.updated_at <= at):
-                return None
-            del self._floor[key]  # the topic caught up with our write
-        return state
-
-    def _keep(self, key: str) -> bool:
-        floor = self._floor.get(key)
-        if floor is None:
-            return False
-        if floor[1]:  # our own delete came through
-            del self._floor[key]
-            return False
-        return True  # the tombstone of a delete that came before our put
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """One record of the state topic (tests feed records this way)."""
+        self._view.apply(key, value)
 
     def get(self, user_id: str, schedule_id: str) -> ScheduleState | None:
         return self._view.get(state_key(user_id, schedule_id))
@@ -106,14 +86,20 @@ class ScheduleView:
         return sorted(states, key=lambda s: (s.spec.created_at, s.spec.schedule_id))
 
     def put(self, state: ScheduleState) -> None:
-        key = state_key(state.spec.user_id, state.spec.schedule_id)
-        self._floor[key] = (state.spec.updated_at, False)
-        self._view.put(key, state)
+        self._view.put(state_key(state.spec.user_id, state.spec.schedule_id), state)
 
     def drop(self, user_id: str, schedule_id: str, at_ms: int) -> None:
-        key = state_key(user_id, schedule_id)
-        self._floor[key] = (at_ms, True)
-        self._view.drop(key)
+        self._view.drop(state_key(user_id, schedule_id), at_ms)
+
+
+def _decode(key: str, value: bytes) -> ScheduleState | None:
+    if not key.startswith(f"{STATE_KIND}/"):
+        return None  # other kinds share the state topic
+    return codec.decode(value, ScheduleState)
+
+
+def _updated_at(state: ScheduleState) -> int:
+    return state.spec.updated_at
 
 
 def schedule_json(state: ScheduleState, message_state: MessageStateFn) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from kafstash.schemas import codec, cron, headers, ids
 from kafstash.schemas.schedules import SCHEDULE_ID_PATTERN, ScheduleSpec, ScheduleState
 
 if TYPE_CHECKING:
-    from kafstash.producers.api.app import Api
+    from kafstash.producers.api.context import ApiContext
 
 _PREFIX = "/v2/schedules/"
 
@@ -44,7 +44,7 @@ def _name_header(view: HeaderView, name: str, label: str) -> str | None:
 
 
 class ScheduleRoutes:
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: ApiContext) -> None:
         self.api = api
 
     @property
@@ -65,7 +65,7 @@ class ScheduleRoutes:
             ) from exc
 
     def _owned(self, request: Request) -> ScheduleState:
-        user = self.api._user(request)
+        user = self.api.user(request)
         state = self.view.get(user.user_id, request.path_params["schedule_id"])
         if state is None:
             raise NotFound("schedule not found")
@@ -73,7 +73,7 @@ class ScheduleRoutes:
 
     async def create(self, request: Request) -> Response:
         api = self.api
-        user = api._user(request)
+        user = api.user(request)
         dest = destination.rebuild(
             request.scope.get("raw_path") or request.scope["path"].encode(),
             _PREFIX,
@@ -91,9 +91,9 @@ class ScheduleRoutes:
         queue_name = _name_header(view, headers.QUEUE_NAME, "queue name")
         # A URL group must exist now (404 as for publish); its endpoints resolve at each tick.
         url_group = await groups.schedule_group(api, user, dest)
-        url = dest if url_group is not None else await api._check_destination(dest)
-        body = await api._body(request)
-        now = api._now_ms()
+        url = dest if url_group is not None else await api.check_destination(dest)
+        body = await api.read_body(request)
+        now = api.now_ms()
         req = build_request(
             user=user,
             url=url,
@@ -140,7 +140,7 @@ class ScheduleRoutes:
         return JSONResponse(schedule_json(state, self._message_state()))
 
     async def list(self, request: Request) -> Response:
-        user = self.api._user(request)
+        user = self.api.user(request)
         states = self.view.list(user.user_id)
         message_state = self._message_state()
         return JSONResponse([schedule_json(s, message_state) for s in states])
@@ -148,7 +148,7 @@ class ScheduleRoutes:
     async def delete(self, request: Request) -> Response:
         spec = self._owned(request).spec
         await self._append(spec.key, None)
-        self.view.drop(spec.user_id, spec.schedule_id, self.api._now_ms())
+        self.view.drop(spec.user_id, spec.schedule_id, self.api.now_ms())
         return Response(status_code=200)
 
     async def pause(self, request: Request) -> Response:
@@ -160,7 +160,7 @@ class ScheduleRoutes:
     async def _set_paused(self, request: Request, *, paused: bool) -> Response:
         state = self._owned(request)
         if state.spec.paused != paused:  # idempotent: nothing to write when already so
-            now = max(self.api._now_ms(), state.spec.updated_at + 1)
+            now = max(self.api.now_ms(), state.spec.updated_at + 1)
             spec = msgspec.structs.replace(state.spec, paused=paused, updated_at=now)
             await self._append(spec.key, spec)
             self.view.put(msgspec.structs.replace(state, spec=spec))
@@ -171,7 +171,7 @@ class ScheduleRoutes:
         return self.api.message_state or pending_message_state(self.api.view)
 
 
-def routes(api: Api) -> list[Route]:
+def routes(api: ApiContext) -> list[Route]:
     r = ScheduleRoutes(api)
     return [
         # Before the destination route: ``{schedule_id}`` never contains a slash, a URL does.

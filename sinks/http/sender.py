@@ -40,7 +40,7 @@ from kafstash.sinks.http.guard import (
     refusal_for_url,
     refusal_of,
 )
-from kafstash.sinks.http.keys import SigningKeyBook, SigningKeyFollower
+from kafstash.sinks.http.keys import SigningKeyBook, keys_view
 from kafstash.sinks.http.offsets import OffsetTracker
 from kafstash.sinks.http.outcome import DeadLetter, Outcome, classify
 from kafstash.sinks.http.report import RESPONSE_BODY_LIMIT, Record, after_attempt, header_lists
@@ -82,7 +82,7 @@ class Sender:
         self.cfg = cfg
         self.clock = clock
         # Signing keys: the configured ones until a rotation on the keys topic replaces them.
-        self._keys = SigningKeyBook(cfg.users)
+        self._keys = SigningKeyBook(cfg.users, keys_view(cfg.bootstrap, cfg.topics.keys))
         self._resources = contextlib.AsyncExitStack()
         self._trackers: dict[TopicPartition, OffsetTracker] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -120,9 +120,7 @@ class Sender:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._producer.start()
-        await self._resources.enter_async_context(
-            SigningKeyFollower(self.cfg.bootstrap, self.cfg.topics.keys, self._keys)
-        )
+        await self._resources.enter_async_context(self._keys)
         resolver = GuardedResolver(
             allow_private=self.cfg.allow_private_destinations,
             allowlist=self.cfg.destination_allowlist,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from kafstash.producers.api.app import ApiConfig, create_app
+from kafstash.producers.api.app import create_app
+from kafstash.producers.api.context import ApiConfig
 from kafstash.producers.api.limits import header_pairs_problem, headers_problem
 from kafstash.producers.api.publish import PublishLimits
 from kafstash.schemas.topics import Topics

@@ -14,7 +14,7 @@ from kafstash.schemas.events import MessageEvent
 from kafstash.schemas.keys import SigningKeys, configured, rotate
 from kafstash.schemas.message import FlowControl, Message
 from kafstash.schemas.users import DEV_USERS
-from kafstash.sinks.http.keys import SigningKeyBook
+from kafstash.sinks.http.keys import SigningKeyBook, keys_view
 from kafstash.sinks.iceberg.rows import to_row
 from kafstash.streams.dedup import accept
 
@@ -154,12 +154,13 @@ def test_rotation_makes_next_current_and_a_fresh_next() -> None:
 
 def test_sender_key_book_follows_the_topic_per_user() -> None:
     other = DEV_USERS[1]
-    book = SigningKeyBook(DEV_USERS)
+    view = keys_view("127.0.0.1:1", "t.keys")  # never started: records fed directly
+    book = SigningKeyBook(DEV_USERS, view)
     assert book.current(USER.user_id) == USER.current_signing_key
     rotated = SigningKeys(user_id=USER.user_id, current="sig_new", next="sig_newer")
-    book.apply(USER.user_id.encode(), codec.encode(rotated))
+    view.apply(USER.user_id.encode(), codec.encode(rotated))
     assert book.current(USER.user_id) == "sig_new"
     assert book.current(other.user_id) == other.current_signing_key
-    book.apply(USER.user_id.encode(), None)  # a tombstone: back to the configured keys
+    view.apply(USER.user_id.encode(), None)  # a tombstone: back to the configured keys
     assert book.current(USER.user_id) == USER.current_signing_key
     assert book.current("stranger") is None

@@ -10,9 +10,9 @@ from starlette.requests import Request
 from kafstash.producers.api.errors import ApiError
 from kafstash.producers.api.flow_control import admin_command, expected_state, flow_control_json
 from kafstash.producers.api.gates import (
-    StateFloors,
     cancel_records,
     check_queue_name,
+    open_gate_state_view,
     request_key,
     with_queue,
 )
@@ -114,17 +114,21 @@ def queue_state(*, paused: bool, admin_at: int) -> QueueState:
     )
 
 
-def test_state_floors_ignore_records_older_than_our_admin_write() -> None:
-    floors = StateFloors()
+def test_gate_state_view_ignores_records_older_than_our_admin_write() -> None:
+    view = open_gate_state_view("127.0.0.1:1", "t.state")  # never started: records fed directly
     key = "queue/u1/q"
 
-    def decode(*, paused: bool, admin_at: int) -> QueueState | FlowControlState | None:
-        raw = msgspec.json.encode(queue_state(paused=paused, admin_at=admin_at))
-        return floors.decode(key, raw)
+    def feed(state: QueueState) -> QueueState | FlowControlState | None:
+        view.apply(key.encode(), msgspec.json.encode(state))
+        return view.get(key)
 
-    assert decode(paused=False, admin_at=0) == queue_state(paused=False, admin_at=0)
-    floors.raise_to(key, 10)  # this instance paused the queue (and shows it already)
-    assert decode(paused=False, admin_at=0) is None  # in flight before our pause: ignored
-    assert decode(paused=True, admin_at=10) is not None  # the worker applied our pause
-    assert decode(paused=False, admin_at=11) is not None  # a later resume elsewhere
-    assert floors.decode("schedule/u1/s", b"{}") is None  # other kinds on the topic
+    assert feed(queue_state(paused=False, admin_at=0)) == queue_state(paused=False, admin_at=0)
+    ours = msgspec.structs.replace(queue_state(paused=True, admin_at=10), lag=7)
+    view.put(key, ours)  # this instance paused the queue (and shows it already)
+    assert feed(queue_state(paused=False, admin_at=0)) == ours  # in flight before our pause
+    applied = queue_state(paused=True, admin_at=10)  # the worker applied our pause
+    assert feed(applied) == applied
+    later = queue_state(paused=False, admin_at=11)  # a later resume elsewhere
+    assert feed(later) == later
+    view.apply(b"schedule/u1/s", b"{}")  # other kinds on the topic
+    assert view.get("schedule/u1/s") is None

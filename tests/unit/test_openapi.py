@@ -9,7 +9,8 @@ import schemathesis
 from starlette.routing import Route
 
 from kafstash.producers.api import openapi
-from kafstash.producers.api.app import ApiConfig, create_app
+from kafstash.producers.api.app import create_app
+from kafstash.producers.api.context import ApiConfig
 from kafstash.producers.api.publish import PublishLimits
 from kafstash.schemas.topics import Topics
 from kafstash.schemas.users import DEV_USERS

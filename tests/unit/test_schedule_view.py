@@ -113,7 +113,7 @@ def test_redacted_fields_are_not_shown() -> None:
 def test_view_keeps_its_own_writes_over_older_states() -> None:
     async def run() -> None:
         view = ScheduleView("127.0.0.1:1", "t.state")  # never started: records fed directly
-        feed = view._view._on_record
+        feed = view.apply
         key = b"schedule/alice/s1"
         feed(key, codec.encode(state()))
         got = view.get("alice", "s1")

@@ -2,7 +2,8 @@
 
 import pytest
 
-from kafstash.producers.api.groups import Target, for_target, group_json
+from kafstash.producers.api.fanout import Target, for_target
+from kafstash.producers.api.groups import group_json
 from kafstash.producers.api.publish import HeaderView, PublishLimits, build_request
 from kafstash.schemas import codec
 from kafstash.schemas.commands import PublishRequest
