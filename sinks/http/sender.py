@@ -64,6 +64,9 @@ class SenderConfig:
 
 _SESSION_TIMEOUT_S = 10.0
 _HEARTBEAT_S = 2.0
+# How long a revocation waits for the revoked partitions' in-flight deliveries; the group's
+# rebalance waits meanwhile. What is still running after it is re-delivered by the next owner.
+_DRAIN_S = 30.0
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -84,8 +87,11 @@ class Sender:
         # Signing keys: the configured ones until a rotation on the keys topic replaces them.
         self._keys = SigningKeyBook(cfg.users, keys_view(cfg.bootstrap, cfg.topics.keys))
         self._resources = contextlib.AsyncExitStack()
+        # One tracker per owned partition; a revocation removes it before it drains, which is
+        # how the poll loop learns to start nothing more of that partition.
         self._trackers: dict[TopicPartition, OffsetTracker] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
+        self._commit_lock = asyncio.Lock()  # commits leave in the order their offsets were read
         self._slots = asyncio.Semaphore(cfg.concurrency)
         self._topic_of = {
             "events": cfg.topics.events,
@@ -148,8 +154,6 @@ class Sender:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self.drain(list(self._trackers))
-            with contextlib.suppress(Exception):
-                await self._commit()
             await self._consumer.stop()
             await self._http.close()
             await self._producer.stop()
@@ -157,18 +161,30 @@ class Sender:
 
     async def _poll_once(self) -> None:
         batch = await self._consumer.getmany(timeout_ms=200, max_records=self.cfg.concurrency)
+        owned = self._consumer.assignment()
         for tp, records in batch.items():
+            if tp not in owned:
+                continue
             tracker = self._trackers.setdefault(tp, OffsetTracker())
             for rec in records:
                 await self._slots.acquire()
+                if self._trackers.get(tp) is not tracker:
+                    # Revoked while this loop waited for a slot: the rest of these records
+                    # belong to the next owner, which reads on from the offset drain committed.
+                    # Starting them here was the duplicate delivery of a rebalance.
+                    self._slots.release()
+                    break
                 if self._stalled_past_session():
                     self._slots.release()
                     await self._hold_back(batch, tp, rec.offset)
                     return
                 tracker.start(rec.offset)
-                task = asyncio.create_task(self._handle(tp, rec.offset, rec.value))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                task = asyncio.create_task(self._handle(tracker, tp, rec.offset, rec.value))
+                self._tasks[task] = tp
+                task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
 
     def _stalled_past_session(self) -> bool:
         # The watcher ticks every 0.5 s; a tick older than the session means this process was
@@ -205,14 +221,31 @@ class Sender:
             self._last_tick = now
 
     async def drain(self, partitions: list[TopicPartition]) -> None:
-        """Wait for in-flight deliveries (bounded), then commit what finished."""
-        pending = [t for t in self._tasks if not t.done()]
+        """Give up ``partitions`` (revoked, or at stop): start nothing more of them, wait for
+        their in-flight deliveries (bounded), then commit what finished.
+
+        aiokafka awaits this before the group rebalances, so the next owner starts from an
+        offset past every delivery this process made.
+        """
+        trackers = {tp: tr for tp in partitions if (tr := self._trackers.pop(tp, None)) is not None}
+        pending = [task for task, tp in self._tasks.items() if tp in trackers]
+        log.info(
+            "sender gives up %d partitions, %d deliveries in flight", len(trackers), len(pending)
+        )
         if pending:
-            await asyncio.wait(pending, timeout=30)
-        with contextlib.suppress(Exception):
-            await self._commit()
-        for tp in partitions:
-            self._trackers.pop(tp, None)
+            _done, late = await asyncio.wait(pending, timeout=_DRAIN_S)
+            if late:
+                log.warning(
+                    "%d deliveries still running after %gs; re-delivered", len(late), _DRAIN_S
+                )
+        offsets = {tp: off for tp, tr in trackers.items() if (off := tr.committable()) is not None}
+        if not offsets:
+            return
+        try:
+            async with self._commit_lock:
+                await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            log.warning("commit of given-up partitions failed; they are re-delivered: %r", exc)
 
     async def _commit_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -223,18 +256,21 @@ class Sender:
                 log.warning("offset commit failed: %r", exc)
 
     async def _commit(self) -> None:
-        assignment = self._consumer.assignment()
-        offsets = {
-            tp: off
-            for tp, tr in self._trackers.items()
-            if tp in assignment and (off := tr.committable()) is not None
-        }
-        if offsets:
-            await self._consumer.commit(offsets)
+        async with self._commit_lock:
+            assignment = self._consumer.assignment()
+            offsets = {
+                tp: off
+                for tp, tr in self._trackers.items()
+                if tp in assignment and (off := tr.committable()) is not None
+            }
+            if offsets:
+                await self._consumer.commit(offsets)
 
     # -- one delivery ------------------------------------------------------------------------
 
-    async def _handle(self, tp: TopicPartition, offset: int, value: bytes | None) -> None:
+    async def _handle(
+        self, tracker: OffsetTracker, tp: TopicPartition, offset: int, value: bytes | None
+    ) -> None:
         try:
             due = codec.decode(value or b"", DeliveryDue)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -242,9 +278,9 @@ class Sender:
         else:
             records = await self._deliver(due)
             await self._append(records)
-        tracker = self._trackers.get(tp)
-        if tracker is not None:
-            tracker.done(offset)
+        # The tracker this offset started in, even if its partition is being given up: drain
+        # commits from it.
+        tracker.done(offset)
         self._slots.release()
 
     async def _append(self, records: list[Record]) -> None:
