@@ -6,13 +6,19 @@ official Receivers (Python 3.4.0 with PyJWT 2.15 and JS 2.12.0 with jose) accept
 ``iss``, ``sub``, ``iat``, ``exp``, ``nbf``, a string ``jti`` and ``body``, with no
 ``aud``. Tokens expire after ``SIGNATURE_TTL_S``, so the sender signs afresh for each
 attempt.
+
+The token is built here rather than by PyJWT: HS256 is one HMAC-SHA256 over a fixed header and
+seven claims, and PyJWT's general path (key-type checks on every call, ``json`` with a custom
+encoder) was a sixth of the sender's CPU per delivery. The bytes are the same JSON (compact,
+same header, same claim order); tests verify it with PyJWT and both official Receivers.
 """
 
 import base64
 import hashlib
+import hmac
 from typing import Final
 
-import jwt
+import msgspec
 
 from kafstash.schemas import ids
 from kafstash.schemas.defaults import SIGNATURE_TTL_S
@@ -24,6 +30,16 @@ ISSUER: Final = "Upstash"
 # The real service has sent nbf=0 since September 2024: a receiver whose clock runs
 # slightly behind ours still accepts a token we just issued.
 _NOT_BEFORE: Final = 0
+
+_json = msgspec.json.Encoder()
+
+
+def _b64url(data: bytes) -> bytes:
+    """base64url without padding, as JWS compact serialization requires (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+_HEADER: Final = _b64url(b'{"alg":"HS256","typ":"JWT"}')
 
 
 def body_hash(body: bytes) -> str:
@@ -46,4 +62,6 @@ def sign(*, signing_key: str, url: str, body: bytes, now_s: int) -> str:
         "jti": ids.jwt_id(),
         "body": body_hash(body),
     }
-    return jwt.encode(claims, signing_key, algorithm="HS256", headers={"typ": "JWT"})
+    signing_input = _HEADER + b"." + _b64url(_json.encode(claims))
+    mac = hmac.new(signing_key.encode(), signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + _b64url(mac)).decode("ascii")

@@ -2,8 +2,8 @@
 
 No fault is injected, so at-least-once owes no re-delivery here. The join revokes a partition
 from the first sender while its poll loop waits for a free slot with fetched records of that
-partition in hand: 16 slots and a slow sink (/slow/500/, so at most 32 deliveries/s per sender)
-keep every slot busy when that happens.
+partition in hand: 4 slots and a slow sink (/slow/300/, so at most ~13 deliveries/s per sender)
+keep every slot busy when that happens, even on a loaded machine that publishes slowly.
 Before the fix, the first sender went on starting those records after its revocation callback
 had committed, and the new owner delivered them again from the committed offset.
 """
@@ -25,9 +25,9 @@ from tests.stack import Stack
 
 pytestmark = pytest.mark.broker
 
-CONCURRENCY = 16
-RATE = 60.0  # publishes/s, above one sender's 16 / 0.5 s = 32/s: its slots fill
-PUBLISH_S = 8.0
+CONCURRENCY = 4
+RATE = 40.0  # publishes/s, above one sender's 4 / 0.3 s ≈ 13/s: its slots fill
+PUBLISH_S = 6.0
 JOIN_AT_S = 1.0
 
 
@@ -63,7 +63,7 @@ def test_sender_joining_under_load_duplicates_nothing(
     sink = Sink(stack.user.current_signing_key, stack.user.next_signing_key)
     sink.start()
     try:
-        path = f"/slow/500/join-{uuid.uuid4().hex[:8]}"
+        path = f"/slow/300/join-{uuid.uuid4().hex[:8]}"
         url = sink.url(path)
         ledger = Ledger()
 

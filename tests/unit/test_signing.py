@@ -9,6 +9,7 @@ import pytest
 from qstash import Receiver
 from qstash.errors import SignatureError
 
+from kafstash.schemas import ids
 from kafstash.schemas.defaults import SIGNATURE_TTL_S
 from kafstash.sinks.http.signing import body_hash, sign
 
@@ -78,6 +79,22 @@ def test_key_is_the_utf8_string_including_prefix() -> None:
     with pytest.raises(jwt.InvalidSignatureError):
         _claims(token, key=CURRENT_KEY.removeprefix("sig_") + "pad_")
     assert _claims(token, key=CURRENT_KEY)["sub"] == URL
+
+
+def test_token_is_byte_for_byte_what_pyjwt_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    # sign() builds the JWS itself (one HMAC); PyJWT, the library it replaced, is the reference.
+    monkeypatch.setattr(ids, "jwt_id", lambda: "jwt_fixed")
+    claims = {
+        "iss": "Upstash",
+        "sub": URL,
+        "iat": NOW_S,
+        "exp": NOW_S + SIGNATURE_TTL_S,
+        "nbf": 0,
+        "jti": "jwt_fixed",
+        "body": body_hash(BODY),
+    }
+    expected = jwt.encode(claims, CURRENT_KEY, algorithm="HS256", headers={"typ": "JWT"})
+    assert sign(signing_key=CURRENT_KEY, url=URL, body=BODY, now_s=NOW_S) == expected
 
 
 def test_sign_does_not_read_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
