@@ -120,6 +120,10 @@ class Settings:
         return f"{self.topics.prefix}-sender"
 
     @property
+    def archiver_group(self) -> str:
+        return f"{self.topics.prefix}-archiver"
+
+    @property
     def require_bootstrap(self) -> str:
         if not self.bootstrap:
             raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is not set")

@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kafstash.config import Settings
 from kafstash.provision import ensure_topics
+from kafstash.readiness import ReadyPipe
 
 log = logging.getLogger("kafstash.dev")
 
@@ -41,9 +43,47 @@ def role_env(settings: Settings, bootstrap: str) -> dict[str, str]:
     return env
 
 
-def _spawn(role: str, env: dict[str, str]) -> _Child:
-    proc = subprocess.Popen([sys.executable, "-m", "kafstash", role], env=env)
+def _spawn(role: str, env: dict[str, str], ready: ReadyPipe) -> _Child:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kafstash", role], env={**env, **ready.env()}, pass_fds=(ready.fd,)
+    )
     return _Child(role, proc)
+
+
+class StartupFailed(Exception):
+    """A role exited before it announced itself ready; the message names it and its exit code."""
+
+
+def wait_until_ready(
+    children: list[_Child],
+    ready: ReadyPipe,
+    stopping: Callable[[], bool],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    remind_every_s: float = 30.0,
+) -> bool:
+    """Block until every child's role has announced itself; False if asked to stop first.
+
+    A role that exits during start-up is not restarted: the failure is in its output just
+    above, and a banner after it would claim a service that is not there.
+    """
+    pending = {child.role for child in children}
+    remind_at = clock() + remind_every_s
+    while pending:
+        if stopping():
+            return False
+        for role in ready.read(timeout_s=0.2):
+            pending.discard(role)
+        for child in children:
+            code = child.proc.poll()
+            if code is not None and child.role in pending:
+                raise StartupFailed(
+                    f"{child.role} exited with code {code} during start-up (its output is above)"
+                )
+        if pending and clock() >= remind_at:
+            log.info("still starting: waiting for %s", ", ".join(sorted(pending)))
+            remind_at = clock() + remind_every_s
+    return True
 
 
 def banner(settings: Settings) -> str:
@@ -65,7 +105,38 @@ def banner(settings: Settings) -> str:
     )
 
 
+def _supervise(
+    children: list[_Child], env: dict[str, str], ready: ReadyPipe, stopping: Callable[[], bool]
+) -> None:
+    """Restart any role that exits after start-up, until asked to stop."""
+    while not stopping():
+        # A restarted role announces again; reading keeps the pipe from filling up.
+        ready.read(timeout_s=0.5)
+        for i, child in enumerate(children):
+            code = child.proc.poll()
+            if code is None or stopping():
+                continue
+            log.warning("%s exited with %s; restarting it", child.role, code)
+            if time.monotonic() - child.started < 5:
+                time.sleep(2)  # a role that dies at once would otherwise spin
+            children[i] = _spawn(child.role, env, ready)
+
+
+def _stop(children: list[_Child]) -> None:
+    for child in children:
+        if child.proc.poll() is None:
+            child.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for child in children:
+        try:
+            child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.proc.kill()
+
+
 def run_dev(settings: Settings) -> int:
+    """Run everything until SIGINT/SIGTERM (exit 0); 1 if a role fails during start-up."""
+    log.info("state in %s (KAFSTASH_HOME)", settings.home)
     broker = None
     bootstrap = settings.bootstrap
     if bootstrap is None:
@@ -87,33 +158,24 @@ def run_dev(settings: Settings) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     children: list[_Child] = []
+    ready = ReadyPipe()
     try:
         asyncio.run(ensure_topics(settings))
         log.info("topics ready (prefix %s)", settings.topics.prefix)
         env = role_env(settings, bootstrap)
-        children = [_spawn(role, env) for role in ROLES]
+        children = [_spawn(role, env, ready) for role in ROLES]
+        try:
+            if not wait_until_ready(children, ready, lambda: stopping):
+                return 0
+        except StartupFailed as exc:
+            log.error("%s; stopping kafstash dev", exc)
+            return 1
         print(banner(settings), flush=True)
-        while not stopping:
-            time.sleep(0.5)
-            for i, child in enumerate(children):
-                code = child.proc.poll()
-                if code is None or stopping:
-                    continue
-                log.warning("%s exited with %s; restarting it", child.role, code)
-                if time.monotonic() - child.started < 5:
-                    time.sleep(2)  # a role that dies at once would otherwise spin
-                children[i] = _spawn(child.role, env)
+        _supervise(children, env, ready, lambda: stopping)
         return 0
     finally:
-        for child in children:
-            if child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for child in children:
-            try:
-                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.proc.kill()
+        _stop(children)
+        ready.close()
         if broker is not None:
             broker.stop()
         log.info("stopped")

@@ -1,12 +1,19 @@
-"""Creates the deployment's topics (idempotent): partitions, replication and per-topic config."""
+"""Creates the deployment's topics (idempotent): partitions, replication and per-topic config.
+
+Then it waits until the roles' consumer groups have a coordinator, so the roles start on a
+cluster that can take them.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable, Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from kafstash.config import Settings
 from kafstash.streams.app import TABLES
@@ -58,5 +65,41 @@ async def ensure_topics(settings: Settings) -> None:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
                 await admin.create_topics(wanted)
             log.info("created topics: %s", ", ".join(t.name for t in wanted))
+        await wait_for_group_coordinators(admin, consumer_groups(settings))
     finally:
         await admin.close()
+
+
+def consumer_groups(settings: Settings) -> tuple[str, ...]:
+    """The consumer groups the roles join: faust's app id is its group id."""
+    return (settings.streams_app_id, settings.sender_group, settings.archiver_group)
+
+
+async def wait_for_group_coordinators(
+    admin: AIOKafkaAdminClient,
+    groups: Sequence[str],
+    *,
+    timeout_s: float = 60.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Return once FindCoordinator answers for every group (or warn after ``timeout_s``).
+
+    On a fresh cluster the first FindCoordinator creates ``__consumer_offsets``, and until its
+    partitions are loaded the broker answers COORDINATOR_NOT_AVAILABLE. A consumer that meets
+    that logs it at ERROR (aiokafka's group coordinator) and retries: harmless, but an ERROR in
+    every healthy first start. Waiting here lets the roles find their coordinator at once.
+    """
+    deadline = clock() + timeout_s
+    for group in groups:
+        while True:
+            try:
+                await admin.find_coordinator(group)
+                break
+            except KafkaError as exc:
+                if not exc.retriable:
+                    raise
+                if clock() >= deadline:
+                    # The roles retry on their own; a slow coordinator is not worth failing for.
+                    log.warning("no group coordinator for %s after %gs: %s", group, timeout_s, exc)
+                    return
+                await asyncio.sleep(0.1)

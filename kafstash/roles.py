@@ -8,11 +8,14 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import socket
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import uvicorn
 
+from kafstash import readiness
 from kafstash.config import ConfigError, Settings, archive_maintenance
 from kafstash.producers.api.app import create_app
 from kafstash.producers.api.context import ApiConfig
@@ -44,17 +47,36 @@ def run_api(settings: Settings) -> None:
         events_retention_ms=settings.events_retention_ms,
         history=events_history(settings),
     )
-    uvicorn.run(
-        create_app(config),
-        host=settings.api_host,
-        port=settings.api_port,
-        log_level="warning",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        timeout_graceful_shutdown=10,
+    server = _ApiServer(
+        uvicorn.Config(
+            create_app(config),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="warning",
+            access_log=False,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
     )
+    server.run()
+    if not server.started:
+        sys.exit(_UVICORN_STARTUP_FAILURE)  # as uvicorn.run does
+
+
+_UVICORN_STARTUP_FAILURE = 3
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn binds the port only after the app's lifespan has started (the views caught up):
+    the API is ready once both are done, and a busy port fails the start before it."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            log.info("api listening on http://%s:%d", self.config.host, self.config.port)
+            readiness.announce("api")
 
 
 def run_streams(settings: Settings) -> None:
@@ -75,7 +97,16 @@ def run_streams(settings: Settings) -> None:
 
     # faust's worker creates its own loop; the policy makes it uvloop, as in the other roles.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    worker = faust.Worker(app, loglevel="INFO", quiet=True, logging_config=_FAUST_LOGGING)
+
+    class Worker(faust.Worker):
+        async def on_startup_finished(self) -> None:
+            # faust calls this once the tables are recovered and the agents run: the same
+            # moment its own (quietened) "Ready" line marks.
+            await super().on_startup_finished()
+            log.info("streams ready (app %s): tables recovered, agents running", app.conf.id)
+            readiness.announce("streams")
+
+    worker = Worker(app, loglevel="INFO", quiet=True, logging_config=_FAUST_LOGGING)
     worker.spinner = None  # its terminal escape codes garble `kafstash dev`'s shared console
     worker.execute_from_commandline()
 
@@ -123,6 +154,7 @@ def run_sender(settings: Settings) -> None:
         concurrency=settings.sender_concurrency,
         allow_private_destinations=settings.allow_private_destinations,
         destination_allowlist=settings.destination_allowlist,
+        on_ready=lambda: readiness.announce("sender"),
     )
 
     _run_until_signal(lambda stop: Sender(cfg).run(stop))
@@ -177,7 +209,7 @@ def archiver_config(settings: Settings, env: dict[str, str] | None = None) -> Ar
     return ArchiverConfig(
         bootstrap=settings.require_bootstrap,
         topics=settings.topics,
-        group_id=f"{settings.topics.prefix}-archiver",
+        group_id=settings.archiver_group,
         catalog=catalog,
         interval_s=interval,
         max_rows=max_rows,
@@ -189,8 +221,9 @@ def run_archiver(settings: Settings) -> None:
 
     from kafstash.sinks.iceberg.archiver import Archiver  # noqa: PLC0415
 
-    cfg = archiver_config(settings)
-
+    cfg = dataclasses.replace(
+        archiver_config(settings), on_ready=lambda: readiness.announce("archiver")
+    )
     _run_until_signal(lambda stop: Archiver(cfg).run(stop))
 
 

@@ -7,16 +7,22 @@ CGNAT 100.64/10, multicast, unspecified, reserved and documentation ranges, and 
 addresses wrapped in IPv6 (IPv4-mapped ``::ffff:a.b.c.d``, 6to4, NAT64). An operator can allow
 private addresses altogether (``KAFSTASH_ALLOW_PRIVATE_DESTINATIONS``, dev mode) or only some
 networks and host names (``KAFSTASH_DESTINATION_ALLOWLIST``).
+
+Before any of that, :func:`wire_host` decides whether a URL's host is a host at all: an IP
+literal or a host name a resolver can look up, internationalised names as their punycode.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-__all__ = ["Address", "Allowlist", "Network", "check_address", "check_host"]
+import idna
+
+__all__ = ["Address", "Allowlist", "Network", "check_address", "check_host", "wire_host"]
 
 Address = IPv4Address | IPv6Address
 Network = IPv4Network | IPv6Network
@@ -57,6 +63,73 @@ class Allowlist:
 
 def _is_label(label: str) -> bool:
     return len(label) <= 63 and all(c.isalnum() or c in "-_" for c in label)
+
+
+_MAX_NAME = 253  # RFC 1035: 255 octets on the wire, 253 characters written out
+_MAX_LABEL = 63
+_LABEL = re.compile(r"[a-z0-9_-]+")  # LDH, plus "_" (compose/k8s service names in dev)
+# A last label that is a number makes the whole host an IPv4 address to WHATWG URL parsers and
+# to inet_aton ("1.2.3", "0x7f.1" = 127.0.0.1): it must then be the plain dotted-quad form.
+_NUMERIC = re.compile(r"[0-9]+|0x[0-9a-f]*")
+
+
+def wire_host(host: str) -> str:
+    """The host as a resolver and the HTTP client will see it; ValueError says why it is none.
+
+    ``host`` is a URL's host, lower-cased, IPv6 brackets removed (``urlsplit().hostname``).
+    Accepted: an IPv4 dotted quad, an IPv6 address, or a host name of 1-63-character labels of
+    letters, digits, ``-`` (not first or last) and ``_``, at most 253 characters, one trailing
+    dot allowed. A name with non-ASCII letters is an IDN: it is turned into punycode as
+    browsers do (UTS #46, the same conversion aiohttp's URL library applies when it connects),
+    and that form is what is checked and resolved. Refused: percent-encoded bytes (also IPv6
+    zone ids, which mean nothing off this machine), empty labels, bad characters, over-long
+    names and numeric hosts that are not a dotted quad.
+    """
+    if "%" in host:
+        raise ValueError(f"{host!r} is not a valid host: percent-encoded bytes are not allowed")
+    if ":" in host:  # only an IPv6 literal has a colon here
+        try:
+            IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not a valid IPv6 address") from None
+        return host
+    name = host
+    if not host.isascii():
+        try:
+            name = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise ValueError(
+                f"{host!r} is not a valid internationalised host name: {exc}"
+            ) from None
+    bare = name.removesuffix(".")
+    if not bare:
+        raise ValueError("the host name is empty")
+    if len(bare) > _MAX_NAME:
+        raise ValueError(f"the host name is longer than {_MAX_NAME} characters")
+    labels = bare.split(".")
+    if problem := next(filter(None, map(_label_problem, labels)), None):
+        raise ValueError(f"{host!r} is not a valid host name: {problem}")
+    if _NUMERIC.fullmatch(labels[-1]):
+        try:
+            IPv4Address(bare)
+        except ValueError:
+            raise ValueError(
+                f"{host!r} is not a valid host: a host whose last label is a number must be an "
+                f"IPv4 address (four decimal numbers 0-255, like 192.0.2.1)"
+            ) from None
+    return name
+
+
+def _label_problem(label: str) -> str | None:
+    if not label:
+        return "it has an empty label"
+    if len(label) > _MAX_LABEL:
+        return f"a label is longer than {_MAX_LABEL} characters"
+    if not _LABEL.fullmatch(label):
+        return "only letters, digits, '-' and '_' are allowed"
+    if label.startswith("-") or label.endswith("-"):
+        return "a label begins or ends with '-'"
+    return None
 
 
 def _as_address(ip: Address | str) -> Address:

@@ -3,6 +3,14 @@
 The SDKs send the destination URL unencoded in the path (``/v2/publish/https://h/p?x=1``), so the
 destination is everything after the route prefix plus the raw query string. Routers that clean
 ``//`` would break ``https://``; we read ASGI's ``raw_path`` and repair ``https:/h`` anyway.
+
+That repair is deliberate, QStash-compatible behaviour (the wire contract, §1 "Paths"): proxies,
+path normalisers and Go's ``ServeMux`` collapse ``//``, so ``http:/h/x`` reaching the server
+means ``http://h/x``, and it is delivered there. Only the scheme's slash is repaired; the rest of
+the path travels as sent.
+
+:func:`validate_url` is the one check every URL kafstash will call goes through: publish,
+enqueue, batch items, schedules, URL-group endpoints and callback / failure-callback URLs.
 """
 
 import re
@@ -10,7 +18,7 @@ import socket
 from urllib.parse import unquote, urlsplit
 
 from kafstash.producers.api.errors import ApiError
-from kafstash.schemas.addresses import Allowlist, check_host
+from kafstash.schemas.addresses import Allowlist, check_host, wire_host
 
 _SCHEME_FIX = re.compile(r"^(https?):/(?!/)")
 _MAX_URL = 2048
@@ -67,11 +75,16 @@ def validate_url(url: str, *, allow_private: bool, allowlist: Allowlist = _NO_AL
         raise ApiError(
             "invalid destination url: endpoint has invalid scheme, use http:// or https://"
         )
-    host = parts.hostname
-    if not host:
+    if not parts.hostname:
         raise ApiError("invalid destination url: missing host")
     if parts.username or parts.password:
         raise ApiError("invalid destination url: credentials in the URL are not allowed")
+    try:
+        # What the sender will resolve and connect to; a URL whose host is not one would be
+        # accepted only to fail every attempt and land in the DLQ.
+        host = wire_host(parts.hostname)
+    except ValueError as exc:
+        raise ApiError(f"invalid destination url: {exc}") from None
     if not allow_private and not allowlist.allows_host(host):
         _refuse_private(host, port or (443 if parts.scheme == "https" else 80), allowlist)
     return url

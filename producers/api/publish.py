@@ -48,6 +48,9 @@ class HeaderView:
         return self._pairs
 
 
+_MAX_DELAY_DAYS = defaults.MAX_DELAY_MS // 86_400_000
+
+
 def _int_header(view: HeaderView, name: str) -> int | None:
     raw = view.get(name)
     if raw is None:
@@ -91,7 +94,35 @@ def parse_labels(raw: str | None) -> list[str]:
     return [label.strip() for label in raw.split(",") if label.strip()]
 
 
-def build_request(  # noqa: PLR0912 - one branch per QStash header, read top to bottom
+def _not_before(view: HeaderView, now_ms: int) -> int:
+    """When the message may first be delivered: Upstash-Not-Before, else Upstash-Delay, else now.
+
+    Each refusal names the header the caller sent.
+    """
+    not_before = now_ms
+    nb_seconds = _int_header(view, headers.NOT_BEFORE)
+    if nb_seconds is not None:
+        not_before = max(now_ms, nb_seconds * 1000)
+        if not_before - now_ms > defaults.MAX_DELAY_MS:
+            raise ApiError(
+                f"invalid Upstash-Not-Before header: {nb_seconds} (Unix seconds) is more than "
+                f"the maximum delay of {_MAX_DELAY_DAYS} days ahead"
+            )
+    elif (delay := view.get(headers.DELAY)) is not None:
+        try:
+            delay_ms = parse_duration_ms(delay)
+        except ValueError as exc:
+            raise ApiError(f"invalid Upstash-Delay header: {exc}") from None
+        if delay_ms > defaults.MAX_DELAY_MS:
+            raise ApiError(
+                f"invalid Upstash-Delay header: {delay.strip()!r} is longer than the maximum "
+                f"of {_MAX_DELAY_DAYS} days"
+            )
+        not_before = now_ms + delay_ms
+    return not_before
+
+
+def build_request(
     *,
     user: User,
     url: str,
@@ -107,18 +138,7 @@ def build_request(  # noqa: PLR0912 - one branch per QStash header, read top to 
     if method not in _METHODS:
         raise ApiError(f"invalid Upstash-Method header: {method!r}")
 
-    not_before = now_ms
-    nb_seconds = _int_header(view, headers.NOT_BEFORE)
-    if nb_seconds is not None:
-        not_before = max(now_ms, nb_seconds * 1000)
-    elif (delay := view.get(headers.DELAY)) is not None:
-        try:
-            delay_ms = parse_duration_ms(delay)
-        except ValueError as exc:
-            raise ApiError(f"invalid Upstash-Delay header: {exc}") from None
-        not_before = now_ms + delay_ms
-    if not_before - now_ms > defaults.MAX_DELAY_MS:
-        raise ApiError("delay is longer than the maximum of 365 days")
+    not_before = _not_before(view, now_ms)
 
     retries = _int_header(view, headers.RETRIES)
     if retries is None:

@@ -104,6 +104,8 @@ class ScheduleRoutes:
             caller_ip=request.client.host if request.client else None,
         )
         template = req.message
+        # Every tick calls them: the destination's checks now, not a DLQ entry per tick later.
+        await api._check_callbacks(template)
         existing = self.view.get(user.user_id, schedule_id)
         spec = ScheduleSpec(
             schedule_id=schedule_id,

@@ -60,6 +60,7 @@ class SenderConfig:
     # The SSRF guard (schemas/addresses.py), applied to every address of every attempt.
     allow_private_destinations: bool = False
     destination_allowlist: Allowlist = field(default_factory=Allowlist)
+    on_ready: Callable[[], None] | None = None  # called once the consumer is in its group
 
 
 _SESSION_TIMEOUT_S = 10.0
@@ -141,6 +142,8 @@ class Sender:
         self._consumer.subscribe([self.cfg.topics.deliveries], listener=_Rebalance(self))
         await self._consumer.start()
         log.info("sender ready (group %s)", self.cfg.group_id)
+        if self.cfg.on_ready is not None:
+            self.cfg.on_ready()
         helpers = [
             asyncio.create_task(self._commit_loop(stop)),
             asyncio.create_task(self._watch_stalls(stop)),

@@ -64,6 +64,7 @@ class ArchiverConfig:
     interval_s: float = DEFAULT_INTERVAL_S
     max_rows: int = DEFAULT_MAX_ROWS
     maintenance: MaintainSchedule = field(default_factory=lambda: MaintainSchedule(every_s=0))
+    on_ready: Callable[[], None] | None = None  # called once the table is open, partitions held
 
 
 @dataclass
@@ -138,6 +139,8 @@ class Archiver:
             self.cfg.interval_s,
             self.cfg.max_rows,
         )
+        if self.cfg.on_ready is not None:
+            self.cfg.on_ready()
         try:
             while not stop.is_set():
                 await self._poll_once()

@@ -1,10 +1,14 @@
 """The README's first command: `kafstash dev` brings up its own broker, the API and the workers;
-the JS SDK's QSTASH_DEV mode finds it, deliveries are signed, and SIGTERM stops everything."""
+the banner comes once every role is ready, a fresh start logs no ERROR, the JS SDK's QSTASH_DEV
+mode finds it, deliveries are signed, and SIGTERM stops everything. A role that cannot start
+fails the whole start."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,9 +26,25 @@ from tests.stack import free_port
 pytestmark = [pytest.mark.broker, pytest.mark.js]
 
 
+BANNER = "kafstash dev is running. Point the QStash SDKs here:"
+# Each role's line once it can work; the banner must come after all of them.
+READY_LINES = (
+    "kafstash: api listening on http://127.0.0.1:",
+    "kafstash: streams ready (app ",
+    "kafstash.sinks.http.sender: sender ready",
+    "kafstash.sinks.iceberg.archiver: archiver ready",
+)
+ERROR_LINE = re.compile(r"^\S+ (ERROR|CRITICAL)\b|Traceback", re.MULTILINE)
+
+
 @pytest.fixture
-def dev(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
-    port = free_port()
+def dev_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def dev(tmp_path: Path, dev_port: int) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
+    port = dev_port
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "KAFSTASH_"))}
     log = tmp_path / "dev.log"
     with log.open("w") as out:
@@ -45,8 +65,7 @@ def _wait_ready(proc: subprocess.Popen[str], port: int, log: Path, timeout: floa
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()
-        text = log.read_text()
-        if "streams ready" in text and "sender ready" in text:
+        if BANNER in log.read_text():
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                     return
@@ -66,8 +85,12 @@ def test_kafstash_dev_serves_the_sdks_and_stops_cleanly(
     assert f'QSTASH_URL="http://127.0.0.1:{port}"' in text
     assert f'QSTASH_TOKEN="{user.token}"' in text
     assert f'QSTASH_CURRENT_SIGNING_KEY="{user.current_signing_key}"' in text
-    for component in ("kafka broker ready", "topics ready", "api ready", "streams ready"):
+    assert f"state in {log.parent / 'home'} (KAFSTASH_HOME)" in text.splitlines()[0]
+    for component in ("kafka broker ready", "topics ready"):
         assert component in text
+    banner_at = text.index(BANNER)
+    for line in READY_LINES:
+        assert 0 <= text.find(line) < banner_at, f"{line!r} not before the banner:\n{text}"
 
     sink = Sink(user.current_signing_key, user.next_signing_key)
     sink.start()
@@ -86,7 +109,24 @@ def test_kafstash_dev_serves_the_sdks_and_stops_cleanly(
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
+    # A fresh state directory: the first start must not teach anyone to ignore ERROR lines.
+    assert not ERROR_LINE.search(log.read_text()), log.read_text()
     broker_pid = int(text.split("(pid ")[1].split(")")[0])
     time.sleep(0.5)
     with pytest.raises(ProcessLookupError):
         os.kill(broker_pid, 0)
+
+
+def test_a_role_that_cannot_start_fails_kafstash_dev(
+    dev: tuple[subprocess.Popen[str], int, Path], dev_port: int
+) -> None:
+    proc, _port, log = dev
+    with socket.socket() as taken:  # the API cannot bind its port
+        taken.bind(("127.0.0.1", dev_port))
+        taken.listen()
+        code = proc.wait(120)
+    text = log.read_text()
+    assert code == 1, text
+    # uvicorn's start-up failure code; whatever it is, dev names the role and gives up.
+    assert re.search(r"api exited with code [1-9]\d* during start-up", text), text
+    assert BANNER not in text

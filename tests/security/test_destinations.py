@@ -69,6 +69,53 @@ def test_publish_refuses_private_destinations(guarded: Stack, url: str) -> None:
     assert "private or loopback" in resp.json()["error"]
 
 
+BAD_HOSTS = [
+    "http://exa%20mple.com/x",
+    "http://a..example.com/",
+    "http://1.2.3/",
+    "http://-x.example/",
+]
+
+
+@pytest.mark.parametrize("url", BAD_HOSTS)
+def test_publish_refuses_a_host_that_is_not_one(guarded: Stack, url: str) -> None:
+    # Accepted, it would fail every attempt with a DNS error and end in the DLQ ("1.2.3" would
+    # even resolve, as inet_aton's 1.2.0.3).
+    resp = _publish(guarded, url)
+
+    assert resp.status_code == 400
+    assert resp.json()["error"].startswith("invalid destination url: "), resp.text
+    assert "not a valid" in resp.json()["error"], resp.text
+
+
+def test_a_host_that_is_not_one_is_refused_with_private_destinations_allowed(
+    stack: Stack,
+) -> None:
+    # The dev-mode stack skips the SSRF check and its DNS lookup: only the host rules stand
+    # between these URLs and a 201 (the issue's `kafstash dev` case).
+    for url in BAD_HOSTS:
+        resp = _publish(stack, url)
+
+        assert resp.status_code == 400, (url, resp.text)
+        assert "not a valid" in resp.json()["error"], resp.text
+
+
+def test_one_slash_after_the_scheme_is_delivered_as_two(
+    guarded: Stack, rsink: RecordingSink, route: Callable[[str], str]
+) -> None:
+    # QStash-compatible (qstash-api.md §1): a proxy that collapsed "//" does not lose the message.
+    path = route("ok")
+    url = rsink.url(path)
+    assert url.startswith("http://")
+    resp = _publish(guarded, "http:/" + url.removeprefix("http://"))
+    assert resp.status_code == 201, resp.text
+
+    [got] = rsink.wait_count(path, 1, timeout=90)
+
+    assert got.message_id == resp.json()["messageId"]
+    assert got.signature_ok, got.signature_error
+
+
 def test_users_cannot_override_kafstash_delivery_headers(
     guarded: Stack, rsink: RecordingSink, route: Callable[[str], str]
 ) -> None:

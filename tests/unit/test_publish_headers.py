@@ -203,9 +203,40 @@ def test_invalid_delay_is_rejected(raw: str) -> None:
     assert "Upstash-Delay" in str(err)
 
 
+@pytest.mark.parametrize("raw", ["10x", "", "1s1s", "-5s", "-5", "1.5s", "s", "9" * 70 + "s"])
+def test_every_invalid_delay_says_how_to_write_one(raw: str) -> None:
+    message = str(rejected([("Upstash-Delay", raw)]))
+
+    assert message.startswith("invalid Upstash-Delay header: invalid duration")
+    assert "use forms like 10s, 5m, 1d10h30m, 500ms" in message
+
+
+def test_a_negative_delay_is_named_as_such() -> None:
+    assert "cannot be negative" in str(rejected([("Upstash-Delay", "-5s")]))
+
+
 def test_delay_longer_than_a_year_is_rejected() -> None:
-    assert rejected([("Upstash-Delay", "366d")]).status == 400
+    err = rejected([("Upstash-Delay", "366d")])
+
+    assert err.status == 400
+    assert str(err) == "invalid Upstash-Delay header: '366d' is longer than the maximum of 365 days"
     assert publish([("Upstash-Delay", "365d")]).message.not_before == NOW + defaults.MAX_DELAY_MS
+
+
+def test_not_before_further_than_a_year_names_that_header() -> None:
+    far = NOW // 1000 + 366 * 86_400
+    err = rejected([("Upstash-Not-Before", str(far))])
+
+    assert err.status == 400
+    assert str(err).startswith(f"invalid Upstash-Not-Before header: {far} (Unix seconds)")
+    assert "delay is" not in str(err)
+    assert "Upstash-Delay" not in str(err)
+    at_limit = publish([("Upstash-Not-Before", str(NOW // 1000 + 365 * 86_400))])
+    assert at_limit.message.not_before == NOW + defaults.MAX_DELAY_MS
+
+
+def test_a_huge_not_before_is_refused_not_overflowed() -> None:
+    assert rejected([("Upstash-Not-Before", "9" * 40)]).status == 400
 
 
 def test_not_before_is_in_seconds() -> None:
@@ -425,9 +456,11 @@ def test_parse_duration_ms(text: str, ms: int) -> None:
     assert parse_duration_ms(text) == ms
 
 
-@pytest.mark.parametrize("text", ["10x", "", "   ", "1s1s", "s10", "10 s", "1.5h", "9" * 70 + "s"])
+@pytest.mark.parametrize(
+    "text", ["10x", "", "   ", "1s1s", "s10", "10 s", "1.5h", "9" * 70 + "s", "-5s", "5s-"]
+)
 def test_parse_duration_ms_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match="invalid duration"):
+    with pytest.raises(ValueError, match=r"invalid duration .*: .*use forms like 10s, 5m"):
         parse_duration_ms(text)
 
 
