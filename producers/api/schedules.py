@@ -105,7 +105,7 @@ class ScheduleRoutes:
         )
         template = req.message
         # Every tick calls them: the destination's checks now, not a DLQ entry per tick later.
-        await api._check_callbacks(template)
+        await api.check_callbacks(template)
         existing = self.view.get(user.user_id, schedule_id)
         spec = ScheduleSpec(
             schedule_id=schedule_id,
