@@ -99,7 +99,7 @@ def parse_query(pairs: list[tuple[str, str]]) -> DlqQuery:
 
 def _parse_cursor(raw: str) -> tuple[int, str]:
     millis, sep, dlq_id = raw.partition("_")
-    if not (sep and millis.isdigit() and dlq_id):
+    if not (sep and millis.isascii() and millis.isdigit() and dlq_id):
         raise ApiError("invalid cursor")
     return int(millis), dlq_id
 
