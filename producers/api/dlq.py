@@ -15,8 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from kafstash.producers.api import filter_fields
 from kafstash.producers.api.dlq_query import DlqQuery, parse_query, select
-from kafstash.producers.api.errors import ApiError, NotFound, Unavailable
+from kafstash.producers.api.errors import NotFound, Unavailable
+from kafstash.producers.api.filter_fields import decode_ids_body
 from kafstash.producers.api.publish import HeaderView, build_request
 from kafstash.producers.api.views import body_fields, message_json
 from kafstash.producers.kafka_log import LogUnavailable
@@ -31,10 +33,6 @@ from kafstash.views.compacted import CompactedView
 if TYPE_CHECKING:
     from kafstash.producers.api.context import ApiContext
     from kafstash.schemas.users import User
-
-
-class _DeleteBody(msgspec.Struct, rename="camel"):
-    dlq_ids: list[str] | None = None  # the Python SDK's delete_many
 
 
 def _decode(_key: str, value: bytes) -> DlqEntry | None:
@@ -147,6 +145,17 @@ async def _retry(api: ApiContext, user: User, entries: list[tuple[DlqEntry, Mess
     return [mid for mid, _ in results]
 
 
+async def _bulk_query(api: ApiContext, request: Request) -> DlqQuery:
+    """What a bulk delete or retry means; the query is checked even when a body names the ids.
+
+    The Python SDK's delete_many sends its ids as a JSON body on DELETE; a server that ignored
+    it would take the request for "delete everything", so a body is always read (retry too).
+    """
+    q = parse_query(request.query_params.multi_items())
+    ids = decode_ids_body(filter_fields.DLQ, await api.read_body(request))
+    return q if ids is None else DlqQuery(dlq_ids=frozenset(ids), count=q.count)
+
+
 def routes(api: ApiContext) -> list[Route]:
     async def list_messages(request: Request) -> Response:
         user = api.user(request)
@@ -168,20 +177,7 @@ def routes(api: ApiContext) -> list[Route]:
 
     async def delete_many(request: Request) -> Response:
         user = api.user(request)
-        raw = await api.read_body(request)
-        if raw.strip():
-            # The Python SDK's delete_many sends its ids as a JSON body on DELETE; a server
-            # that ignored it would take the request for "delete everything".
-            try:
-                body = msgspec.json.decode(raw, type=_DeleteBody)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                raise ApiError(f"invalid request body: {exc}") from None
-            if body.dlq_ids is None:
-                raise ApiError('invalid request body: expected {"dlqIds": [...]}')
-            q = DlqQuery(dlq_ids=frozenset(body.dlq_ids))
-        else:
-            q = parse_query(request.query_params.multi_items())
-        page, cursor = _selected(api, user, q)
+        page, cursor = _selected(api, user, await _bulk_query(api, request))
         await _remove(api, user, page)
         out: dict[str, Any] = {"deleted": len(page)}
         if cursor is not None:
@@ -190,7 +186,7 @@ def routes(api: ApiContext) -> list[Route]:
 
     async def retry_many(request: Request) -> Response:
         user = api.user(request)
-        page, cursor = _selected(api, user, parse_query(request.query_params.multi_items()))
+        page, cursor = _selected(api, user, await _bulk_query(api, request))
         now = api.now_ms()
         fresh = [(e, republished(e.message, view=None, built=None, now_ms=now)) for e in page]
         out: dict[str, Any] = {

@@ -4,6 +4,8 @@ Filters follow qstash-api.md §3.8: values of one filter are OR-ed (repeated key
 list), different filters are AND-ed; ``dlqIds`` alone selects by id and ignores the rest.
 Entries are ordered by (failed_at, dlq id); the cursor is that key of the last entry returned,
 so a page never repeats or skips an entry that existed when the previous page was read.
+``count`` (default and maximum 100, a larger one is read as 100) bounds every list, delete and
+retry; unknown fields and malformed values are 400 (filter_fields.py).
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from kafstash.producers.api import filter_fields
 from kafstash.producers.api.errors import ApiError
 from kafstash.schemas.dlq import DlqEntry
 
-MAX_COUNT = 100
+MAX_COUNT = filter_fields.DLQ_MAX
 _ORDERS = ("earliestFirst", "latestFirst")
 # Query key → how an entry shows that value. ``url`` is never split on commas (URLs hold them).
 _TEXT_FILTERS: dict[str, Callable[[DlqEntry], list[str | None]]] = {
@@ -64,7 +67,9 @@ def _int(pairs: list[tuple[str, str]], key: str) -> int | None:
 
 
 def parse_query(pairs: list[tuple[str, str]]) -> DlqQuery:
-    """A DlqQuery from the request's query pairs; ApiError(400) on malformed values."""
+    """A DlqQuery from the request's query pairs; ApiError(400) on unknown fields and malformed
+    values."""
+    count = filter_fields.checked(filter_fields.DLQ, pairs)
     # Deprecated spelling, still sent by some clients.
     pairs = [("callerIp" if k == "callerIP" else k, v) for k, v in pairs]
     ids = _values(pairs, "dlqIds")
@@ -73,9 +78,9 @@ def parse_query(pairs: list[tuple[str, str]]) -> DlqQuery:
         values = _values(pairs, key, split=key != "url")
         if values:
             filters[key] = frozenset(values)
-    count = _int(pairs, "count")
-    if count is not None and count <= 0:
-        raise ApiError("invalid count: must be positive")
+    for status in filters.get("responseStatus", ()):
+        if not status.isascii() or not status.isdigit():
+            raise ApiError(f"invalid responseStatus: {status!r} is not an HTTP status code")
     order = (_values(pairs, "order") or ["earliestFirst"])[0]
     if order not in _ORDERS:
         raise ApiError("invalid order: use earliestFirst or latestFirst")
@@ -86,7 +91,7 @@ def parse_query(pairs: list[tuple[str, str]]) -> DlqQuery:
         filters=filters,
         from_date=_int(pairs, "fromDate"),
         to_date=_int(pairs, "toDate"),
-        count=min(count or MAX_COUNT, MAX_COUNT),
+        count=count or MAX_COUNT,
         cursor=cursor,
         latest_first=order == "latestFirst",
     )
@@ -94,7 +99,7 @@ def parse_query(pairs: list[tuple[str, str]]) -> DlqQuery:
 
 def _parse_cursor(raw: str) -> tuple[int, str]:
     millis, sep, dlq_id = raw.partition("_")
-    if not (sep and millis.isdigit() and dlq_id):
+    if not (sep and millis.isascii() and millis.isdigit() and dlq_id):
         raise ApiError("invalid cursor")
     return int(millis), dlq_id
 

@@ -22,9 +22,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from kafstash.producers.api.errors import ApiError
+from kafstash.producers.api.filter_fields import EVENTS, checked
 from kafstash.producers.api.filters import MessageFilter, MultiParams, parse_filter, values
 from kafstash.producers.events_view import EventStore, Position
-from kafstash.schemas.defaults import EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX
+from kafstash.schemas.defaults import EVENTS_PAGE_DEFAULT
 from kafstash.schemas.events import MessageEvent
 from kafstash.schemas.history import EventHistory, HistoricalEvent, HistoryQuery
 from kafstash.schemas.message import CallbackOptions, Message
@@ -71,14 +72,8 @@ def render_cursor(position: Position) -> str:
 
 
 def parse_query(params: MultiParams) -> EventQuery:
-    count = EVENTS_PAGE_DEFAULT
-    if raw := values(params, "count"):
-        try:
-            count = int(raw[0])
-        except ValueError:
-            raise ApiError(f"invalid count: {raw[0]!r} is not an integer") from None
-        if not 1 <= count <= EVENTS_PAGE_MAX:
-            raise ApiError(f"invalid count: must be between 1 and {EVENTS_PAGE_MAX}")
+    """The query of a listing; 400 for unknown fields and malformed values (filter_fields.py)."""
+    count = checked(EVENTS, params.multi_items()) or EVENTS_PAGE_DEFAULT
     order = (values(params, "order") or ["latestFirst"])[0]
     if order not in ("latestFirst", "earliestFirst"):
         raise ApiError("invalid order: use latestFirst or earliestFirst")

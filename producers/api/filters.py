@@ -22,6 +22,8 @@ class MultiParams(Protocol):
 
     def getlist(self, key: str) -> list[str]: ...
 
+    def multi_items(self) -> list[tuple[str, str]]: ...
+
 
 # A URL may hold commas itself (``?ids=1,2``): a comma list of URLs splits before a scheme only.
 _URL_SPLIT = re.compile(r",\s*(?=https?://)", re.IGNORECASE)

@@ -14,6 +14,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kafstash.producers.api.errors import ApiError, NotFound, Unavailable
+from kafstash.producers.api.filter_fields import (
+    FLOW_CONTROL_PIN,
+    FLOW_CONTROL_PLAIN,
+    FLOW_CONTROL_UNPIN,
+    check_query,
+)
 from kafstash.producers.api.gates import gate_record
 from kafstash.producers.kafka_log import LogUnavailable
 from kafstash.schemas.defaults import GLOBAL_PARALLELISM_MAX, MAX_FLOW_CONTROL_PERIOD_S
@@ -63,7 +69,10 @@ def _query_flag(request: Request, name: str) -> bool:
 
 
 def admin_command(action: FlowAction, request: Request, now_ms: int) -> FlowControlAdmin:
-    """The command a flow-control POST asks for (query parameters of pin / unpin checked)."""
+    """The command a flow-control POST asks for (query parameters of pin / unpin checked; an
+    unknown one is 400, so ``pin?paralelism=3`` does not reset the rate and pin nothing)."""
+    spec = {"pin": FLOW_CONTROL_PIN, "unpin": FLOW_CONTROL_UNPIN}.get(action, FLOW_CONTROL_PLAIN)
+    check_query(spec, request.query_params.multi_items())
     if action == "pin":
         return FlowControlAdmin(
             action=action,

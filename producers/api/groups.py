@@ -40,12 +40,24 @@ if TYPE_CHECKING:
 _MAX_ENDPOINTS = 100
 
 
-class _AddBody(msgspec.Struct):
-    endpoints: list[Endpoint]
+# The wire shapes refuse unknown keys (``{"nmae": "a"}`` would otherwise match no endpoint and
+# answer 200); the stored records (schemas/groups.py) stay lenient for newer writers.
+class _EndpointIn(msgspec.Struct, forbid_unknown_fields=True):
+    url: str
+    name: str | None = None
 
 
-class _RemoveBody(msgspec.Struct):
-    endpoints: list[RemoveSpec]
+class _RemoveIn(msgspec.Struct, forbid_unknown_fields=True):
+    url: str | None = None
+    name: str | None = None
+
+
+class _AddBody(msgspec.Struct, forbid_unknown_fields=True):
+    endpoints: list[_EndpointIn]
+
+
+class _RemoveBody(msgspec.Struct, forbid_unknown_fields=True):
+    endpoints: list[_RemoveIn]
 
 
 def open_view(bootstrap: str, state_topic: str) -> CompactedView[UrlGroup]:
@@ -107,7 +119,8 @@ def routes(api: ApiContext) -> list[Route]:
             raise ApiError(f"invalid request body: {exc}") from None
         if not body.endpoints:
             raise ApiError("invalid request body: endpoints must not be empty")
-        for e in body.endpoints:
+        endpoints = [Endpoint(url=e.url, name=e.name) for e in body.endpoints]
+        for e in endpoints:
             if not destination.is_url(e.url):
                 raise ApiError(f"invalid endpoint url {e.url!r}: use http:// or https://")
             await api.check_destination(e.url)
@@ -117,7 +130,7 @@ def routes(api: ApiContext) -> list[Route]:
             api.groups.get(key),
             user_id=user.user_id,
             name=name,
-            endpoints=body.endpoints,
+            endpoints=endpoints,
             now_ms=api.now_ms(),
         )
         if len(group.endpoints) > _MAX_ENDPOINTS:
@@ -137,7 +150,8 @@ def routes(api: ApiContext) -> list[Route]:
         group = api.groups.get(key)
         if group is None:
             raise NotFound(f"url group {name!r} not found")
-        await _write(api, key, remove(group, specs=body.endpoints, now_ms=api.now_ms()))
+        specs = [RemoveSpec(url=e.url, name=e.name) for e in body.endpoints]
+        await _write(api, key, remove(group, specs=specs, now_ms=api.now_ms()))
         return Response(status_code=200)
 
     async def get_group(request: Request) -> Response:

@@ -50,7 +50,8 @@ def _chosen(query: str, body: bytes = b"") -> list[str]:
 
 
 def test_js_message_ids_in_the_query_win_over_filters() -> None:
-    assert _chosen("messageIds=msg_c&messageIds=msg_a&label=blue") == ["msg_c", "msg_a"]
+    # oldest first (created_at, then id), whatever order the ids came in
+    assert _chosen("messageIds=msg_c&messageIds=msg_a&label=blue") == ["msg_a", "msg_c"]
     assert _chosen("messageIds=msg_a,msg_unknown") == ["msg_a"]
 
 
@@ -66,11 +67,15 @@ def test_a_body_that_is_not_message_ids_is_400_not_cancel_all(body: bytes) -> No
     assert err.value.status == 400
 
 
-def test_no_query_and_no_body_is_everything_and_count_is_ignored() -> None:
-    everything = ["msg_a", "msg_b", "msg_c"]
+def test_no_query_and_no_body_is_everything_and_count_bounds_it_oldest_first() -> None:
+    everything = ["msg_a", "msg_c", "msg_b"]  # msg_b is 10 ms younger
     assert _chosen("") == everything  # Python cancel_all
     assert _chosen("count=100") == everything  # JS cancel({all: true})
-    assert _chosen("count=1&cursor=") == everything
+    assert _chosen("count=1") == ["msg_a"]  # JS cancel({all: true, count: 1})
+    assert _chosen("count=2") == ["msg_a", "msg_c"]
+    assert _chosen("label=red,blue&count=1") == ["msg_a"]
+    assert _chosen("messageIds=msg_b,msg_c&count=1") == ["msg_c"]
+    assert _chosen("count=1", b'{"messageIds": ["msg_b", "msg_a"]}') == ["msg_a"]
 
 
 def test_query_filters_or_within_and_across() -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
+import pytest
 import schemathesis
 from starlette.routing import Route
 
-from kafstash.producers.api import openapi
+from kafstash.producers.api import filter_fields, openapi
 from kafstash.producers.api.app import create_app
 from kafstash.producers.api.context import ApiConfig
 from kafstash.producers.api.publish import PublishLimits
@@ -60,3 +62,37 @@ def test_document_is_valid_openapi() -> None:
 
 def test_json_form_is_the_yaml_document() -> None:
     assert json.loads(openapi.document_json()) == openapi.document()
+
+
+def _resolve(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        _, section, name = node["$ref"].removeprefix("#/").split("/")
+        node = doc["components"][section][name]
+    return node
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(filter_fields.SPECS))
+def test_filtering_endpoints_document_exactly_their_fields(method: str, path: str) -> None:
+    """The document lists every accepted query field (and only those), and a JSON body that
+    refuses other keys, so schemathesis generates what the server takes and probes the rest."""
+    spec = filter_fields.SPECS[(method, path)]
+    doc = openapi.document()
+    item = doc["paths"][path]
+    op = item[method]
+    params = [_resolve(doc, p) for p in item.get("parameters", []) + op.get("parameters", [])]
+    query = {p["name"] for p in params if p["in"] == "query"}
+    assert query == spec.accepted - filter_fields.AUTH_FIELDS
+    body = op.get("requestBody")
+    if spec.body_ids is None or method == "get":
+        assert body is None
+        return
+    schema = _resolve(doc, body)["content"]["application/json"]["schema"]
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]) == {spec.body_ids}
+
+
+def test_url_group_endpoint_bodies_refuse_unknown_keys() -> None:
+    doc = openapi.document()
+    schema = doc["components"]["requestBodies"]["Endpoints"]["content"]["application/json"]
+    assert schema["schema"]["additionalProperties"] is False
+    assert schema["schema"]["properties"]["endpoints"]["items"]["additionalProperties"] is False
