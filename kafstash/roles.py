@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from kafstash import environment as E
 from kafstash.config import ConfigError, Settings, archive_maintenance
 from kafstash.producers.api.app import ApiConfig, create_app
 from kafstash.producers.api.publish import PublishLimits
@@ -136,7 +137,7 @@ def events_history(settings: Settings, env: dict[str, str] | None = None) -> Eve
     from kafstash.sinks.iceberg.table import CatalogConfig  # noqa: PLC0415
 
     env = dict(os.environ if env is None else env)
-    if (env.get("KAFSTASH_EVENTS_HISTORY") or "true").strip().lower() in {
+    if (env.get(E.EVENTS_HISTORY.name) or "true").strip().lower() in {
         "0",
         "false",
         "no",
@@ -155,8 +156,6 @@ def archiver_config(settings: Settings, env: dict[str, str] | None = None) -> Ar
     import os  # noqa: PLC0415
 
     from kafstash.sinks.iceberg.archiver import (  # noqa: PLC0415 - pyiceberg loads only in this role
-        DEFAULT_INTERVAL_S,
-        DEFAULT_MAX_ROWS,
         ArchiverConfig,
     )
     from kafstash.sinks.iceberg.table import CatalogConfig  # noqa: PLC0415
@@ -165,8 +164,8 @@ def archiver_config(settings: Settings, env: dict[str, str] | None = None) -> Ar
     if not settings.bootstrap:  # the archive commands read the table only
         settings = dataclasses.replace(settings, bootstrap="-")
     try:
-        interval = float(env.get("KAFSTASH_ARCHIVE_INTERVAL") or DEFAULT_INTERVAL_S)
-        max_rows = int(env.get("KAFSTASH_ARCHIVE_MAX_ROWS") or DEFAULT_MAX_ROWS)
+        interval = float(env.get(E.ARCHIVE_INTERVAL.name) or E.ARCHIVE_INTERVAL.default)
+        max_rows = int(env.get(E.ARCHIVE_MAX_ROWS.name) or E.ARCHIVE_MAX_ROWS.default)
     except ValueError as exc:
         raise ConfigError(f"KAFSTASH_ARCHIVE_INTERVAL / _MAX_ROWS: {exc}") from exc
     try:
