@@ -143,7 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         from kafstash import roles  # noqa: PLC0415
 
         if args.command in ("archive", "logs"):
-            print(roles.run_archive_command(settings, args))
+            from kafstash.sinks.iceberg.table import NoDeliveryLog  # noqa: PLC0415 - pyiceberg
+
+            try:
+                print(roles.run_archive_command(settings, args))
+            except NoDeliveryLog as exc:
+                print(f"kafstash: {exc}", file=sys.stderr)
+                return 1
             return 0
         {
             "api": roles.run_api,

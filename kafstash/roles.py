@@ -151,8 +151,12 @@ def events_history(settings: Settings, env: dict[str, str] | None = None) -> Eve
     return IcebergHistory(catalog)
 
 
-def archiver_config(settings: Settings, env: dict[str, str] | None = None) -> ArchiverConfig:
-    """Archiver settings: KAFSTASH_ARCHIVE_INTERVAL (s), KAFSTASH_ARCHIVE_MAX_ROWS, the catalog."""
+def archiver_config(
+    settings: Settings, env: dict[str, str] | None = None, *, create_dirs: bool = True
+) -> ArchiverConfig:
+    """Archiver settings: KAFSTASH_ARCHIVE_INTERVAL (s), KAFSTASH_ARCHIVE_MAX_ROWS, the catalog.
+
+    ``create_dirs=False`` for the read commands, which must not leave state behind."""
     import os  # noqa: PLC0415
 
     from kafstash.sinks.iceberg.archiver import (  # noqa: PLC0415 - pyiceberg loads only in this role
@@ -169,7 +173,9 @@ def archiver_config(settings: Settings, env: dict[str, str] | None = None) -> Ar
     except ValueError as exc:
         raise ConfigError(f"KAFSTASH_ARCHIVE_INTERVAL / _MAX_ROWS: {exc}") from exc
     try:
-        catalog = CatalogConfig.from_env(env, home=settings.home, namespace=settings.topics.prefix)
+        catalog = CatalogConfig.from_env(
+            env, home=settings.home, namespace=settings.topics.prefix, create_dirs=create_dirs
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     return ArchiverConfig(
@@ -193,14 +199,17 @@ def run_archiver(settings: Settings) -> None:
 
 
 def run_archive_command(settings: Settings, args: argparse.Namespace) -> str:
-    """``kafstash archive maintain`` and ``kafstash logs query|report``: their output."""
+    """``kafstash archive maintain`` and ``kafstash logs query|report``: their output.
+
+    They work on the table the archiver made; with none they raise NoDeliveryLog, creating nothing.
+    """
     from datetime import UTC, date, datetime, timedelta  # noqa: PLC0415
 
     from kafstash.sinks.iceberg import analytics  # noqa: PLC0415
     from kafstash.sinks.iceberg.maintain import maintain  # noqa: PLC0415
-    from kafstash.sinks.iceberg.table import open_table  # noqa: PLC0415
+    from kafstash.sinks.iceberg.table import open_existing_table  # noqa: PLC0415
 
-    table = open_table(archiver_config(settings).catalog)
+    table = open_existing_table(archiver_config(settings, create_dirs=False).catalog)
     if args.command == "archive":
         hours = args.expire_older_than_hours
         report = maintain(
