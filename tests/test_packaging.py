@@ -79,8 +79,8 @@ def test_the_client_imports_without_the_server(tmp_path: Path) -> None:
 def test_the_rooms_are_not_top_level_modules(tmp_path: Path) -> None:
     # Run outside the checkout, where only the installed distribution is on the path.
     r = subprocess.run(
-        [sys.executable, "-c", "import importlib.util as u, sys; "
-         "sys.exit(any(u.find_spec(n) for n in ('schemas', 'producers', 'streams', 'sinks', 'infra')))"],
+        [sys.executable, "-c", "import importlib.util as u, sys; sys.exit(any(u.find_spec(n) "
+         "for n in ('schemas', 'producers', 'streams', 'sinks', 'infra')))"],
         cwd=tmp_path, timeout=60, check=False,
     )  # fmt: skip
     assert r.returncode == 0
