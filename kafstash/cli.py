@@ -6,8 +6,42 @@ import argparse
 import asyncio
 import logging
 import sys
+import textwrap
 
+from kafstash import __version__, environment
 from kafstash.config import ConfigError, Settings
+
+DESCRIPTION = """\
+Self-hosted, QStash-compatible HTTP messaging on Apache Kafka.
+
+`kafstash dev` runs everything on this machine (like `qstash dev`); in production run one role
+per process (api, streams, sender, archiver) against your Kafka cluster.
+`kafstash <command> --help` says what a command does and which environment variables it reads."""
+
+ROLE_HELP = {
+    "api": (
+        "serve the QStash v2 HTTP API",
+        "Serve the QStash v2 HTTP API (publish, enqueue, batch, schedules, queues, URL groups, "
+        "DLQ, events). Each write is answered after the broker acknowledged it.",
+    ),
+    "streams": (
+        "run the stream workers (dedup, delay, cron and gates tables)",
+        "Run the stream workers: deduplication, delays and retries, cron schedules and the "
+        "gates (queues, flow control), as RocksDB tables under KAFSTASH_HOME/streams rebuilt "
+        "from their changelog topics.",
+    ),
+    "sender": (
+        "deliver due messages over HTTP",
+        "Deliver due messages over HTTP: sign each request, classify the answer, schedule the "
+        "retry, send callbacks and dead-letter what is out of retries.",
+    ),
+    "archiver": (
+        "append the delivery log to the Iceberg table",
+        "Append every message event to the Iceberg delivery_log table, exactly once (the "
+        "archive behind `kafstash logs` and older GET /v2/events); with "
+        "KAFSTASH_ARCHIVE_MAINTAIN_EVERY set it also compacts and expires it.",
+    ),
+}
 
 
 def _logging() -> None:
@@ -22,22 +56,63 @@ def _logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kafstash", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="kafstash", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"kafstash {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    dev = sub.add_parser("dev", help="broker + API + workers on this machine (like `qstash dev`)")
+    dev = sub.add_parser(
+        "dev",
+        help="broker + API + workers on this machine (like `qstash dev`)",
+        description=textwrap.fill(
+            "Start a local Kafka broker, create the topics and run every role, with the four "
+            "fixed `qstash dev` users; state lives in --home (default ./.kafstash, in the "
+            "current folder, as with `qstash dev`).",
+            92,
+        ),
+        epilog=environment.describe(environment.DEV_COMMAND)
+        + "\n\nThe roles it starts read their own variables too (see `kafstash api --help`, ...).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     dev.add_argument("--port", type=int, default=None, help="API port (default 8080)")
     dev.add_argument("--home", default=None, help="state directory (default .kafstash)")
-    sub.add_parser("api", help="serve the QStash v2 HTTP API")
-    sub.add_parser("streams", help="run the stream workers (dedup and delay tables)")
-    sub.add_parser("sender", help="deliver due messages over HTTP")
-    sub.add_parser("archiver", help="append the delivery log to the Iceberg table")
-    topics = sub.add_parser("topics", help="manage topics")
+    for role, (summary, description) in ROLE_HELP.items():
+        sub.add_parser(
+            role,
+            help=summary,
+            description=textwrap.fill(description, 92),
+            epilog=environment.describe(role),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    topics = sub.add_parser(
+        "topics",
+        help="manage topics",
+        description="Create every topic kafstash uses (idempotent).",
+        epilog=environment.describe(environment.TOPICS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     topics.add_argument("action", choices=["create"])
-    archive = sub.add_parser("archive", help="maintain the Iceberg delivery log")
+    archive = sub.add_parser(
+        "archive",
+        help="maintain the Iceberg delivery log",
+        description="Compact the delivery log's small files and expire old snapshots.",
+        epilog=environment.describe(environment.ARCHIVE),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     archive.add_argument("action", choices=["maintain"])
     archive.add_argument("--day", default=None, help="rewrite this UTC day's files (YYYY-MM-DD)")
     archive.add_argument("--expire-older-than-hours", type=float, default=None)
-    logs = sub.add_parser("logs", help="SQL and reports over the delivery log (DuckDB)")
+    logs = sub.add_parser(
+        "logs",
+        help="SQL and reports over the delivery log (DuckDB)",
+        description=textwrap.fill(
+            "Read the delivery log (the archiver's Iceberg table) with DuckDB. A missing catalog "
+            "or table is an error (exit 1); these commands never create state.",
+            92,
+        ),
+        epilog=environment.describe(environment.ARCHIVE),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     logs_sub = logs.add_subparsers(dest="logs_command", required=True)
     logs_query = logs_sub.add_parser("query", help="run SQL over the view delivery_log")
     logs_query.add_argument("sql")
@@ -68,7 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         from kafstash import roles  # noqa: PLC0415
 
         if args.command in ("archive", "logs"):
-            print(roles.run_archive_command(settings, args))
+            from kafstash.sinks.iceberg.table import NoDeliveryLog  # noqa: PLC0415 - pyiceberg
+
+            try:
+                print(roles.run_archive_command(settings, args))
+            except NoDeliveryLog as exc:
+                print(f"kafstash: {exc}", file=sys.stderr)
+                return 1
             return 0
         {
             "api": roles.run_api,

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from kafstash import environment as E
+from kafstash.environment import Var
 from kafstash.schemas import defaults
 from kafstash.schemas.addresses import Allowlist
 from kafstash.schemas.topics import Topics
@@ -23,20 +25,26 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
+def _str(env: dict[str, str], var: Var[str]) -> str:
+    return env.get(var.name) or var.default
+
+
+def _int(env: dict[str, str], var: Var[int], default: int | None = None) -> int:
+    name = var.name
     raw = env.get(name)
     if raw is None or raw == "":
-        return default
+        return var.default if default is None else default
     try:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
 
 
-def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+def _bool(env: dict[str, str], var: Var[bool], default: bool | None = None) -> bool:
+    name = var.name
     raw = env.get(name, "").strip().lower()
     if not raw:
-        return default
+        return var.default if default is None else default
     if raw in {"1", "true", "yes", "on"}:
         return True
     if raw in {"0", "false", "no", "off"}:
@@ -44,10 +52,11 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
-def _float(env: dict[str, str], name: str, default: float) -> float:
+def _float(env: dict[str, str], var: Var[float]) -> float:
+    name = var.name
     raw = env.get(name)
     if raw is None or raw == "":
-        return default
+        return var.default
     try:
         value = float(raw)
     except ValueError as exc:
@@ -59,9 +68,9 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
 
 def _allowlist(env: dict[str, str]) -> Allowlist:
     try:
-        return Allowlist.parse(env.get("KAFSTASH_DESTINATION_ALLOWLIST", ""))
+        return Allowlist.parse(_str(env, E.DESTINATION_ALLOWLIST))
     except ValueError as exc:
-        raise ConfigError(f"KAFSTASH_DESTINATION_ALLOWLIST: {exc}") from exc
+        raise ConfigError(f"{E.DESTINATION_ALLOWLIST.name}: {exc}") from exc
 
 
 def load_users(env: dict[str, str], dev: bool) -> tuple[User, ...]:
@@ -70,9 +79,9 @@ def load_users(env: dict[str, str], dev: bool) -> tuple[User, ...]:
     Dev mode falls back to the four fixed `qstash dev` users.
     """
     raw: bytes | None = None
-    if path := env.get("KAFSTASH_USERS_FILE"):
+    if path := _str(env, E.USERS_FILE):
         raw = Path(path).read_bytes()
-    elif inline := env.get("KAFSTASH_USERS"):
+    elif inline := _str(env, E.USERS):
         raw = inline.encode()
     if raw is None:
         if dev:
@@ -132,40 +141,38 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, *, dev: bool | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
-        is_dev = _bool(env, "KAFSTASH_DEV", False) if dev is None else dev
-        home = Path(env.get("KAFSTASH_HOME") or ".kafstash").resolve()
-        dedup_s = _int(env, "KAFSTASH_DEDUP_WINDOW", defaults.DEDUP_WINDOW_MS // 1000)
-        max_body = _int(env, "KAFSTASH_MAX_BODY_BYTES", defaults.MAX_BODY_BYTES)
+        is_dev = _bool(env, E.DEV) if dev is None else dev
+        home = Path(_str(env, E.HOME)).resolve()
+        dedup_s = _int(env, E.DEDUP_WINDOW)
+        max_body = _int(env, E.MAX_BODY_BYTES)
         if max_body > defaults.MAX_BODY_BYTES:
             # Bodies travel base64-encoded inside one Kafka record; past this they no longer fit.
             raise ConfigError(f"KAFSTASH_MAX_BODY_BYTES may be at most {defaults.MAX_BODY_BYTES}")
-        events_retention_s = _int(
-            env, "KAFSTASH_EVENTS_RETENTION", defaults.EVENTS_RETENTION_MS // 1000
-        )
+        events_retention_s = _int(env, E.EVENTS_RETENTION)
         if events_retention_s <= 0:
             raise ConfigError("KAFSTASH_EVENTS_RETENTION must be a positive number of seconds")
-        rate = _float(env, "KAFSTASH_RATE_LIMIT", 0.0)
-        burst = _int(env, "KAFSTASH_RATE_BURST", max(1, math.ceil(rate)))
+        rate = _float(env, E.RATE_LIMIT)
+        burst = _int(env, E.RATE_BURST, max(1, math.ceil(rate)))
         if rate > 0 and burst < 1:
             raise ConfigError("KAFSTASH_RATE_BURST must be at least 1")
         return cls(
             dev=is_dev,
             home=home,
-            bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
-            topics=Topics(env.get("KAFSTASH_TOPIC_PREFIX") or defaults.DEFAULT_TOPIC_PREFIX),
-            partitions=_int(env, "KAFSTASH_PARTITIONS", defaults.DEFAULT_PARTITIONS),
-            replication=_int(env, "KAFSTASH_REPLICATION", 1),
-            api_host=env.get("KAFSTASH_API_HOST") or "127.0.0.1",
-            api_port=_int(env, "KAFSTASH_API_PORT", defaults.DEV_PORT),
+            bootstrap=env.get(E.BOOTSTRAP.name) or E.BOOTSTRAP.default,
+            topics=Topics(_str(env, E.TOPIC_PREFIX)),
+            partitions=_int(env, E.PARTITIONS),
+            replication=_int(env, E.REPLICATION),
+            api_host=_str(env, E.API_HOST),
+            api_port=_int(env, E.API_PORT),
             users=load_users(env, is_dev),
             dedup_window_ms=dedup_s * 1000,
             max_body_bytes=max_body,
-            allow_private_destinations=_bool(env, "KAFSTASH_ALLOW_PRIVATE_DESTINATIONS", is_dev),
+            allow_private_destinations=_bool(env, E.ALLOW_PRIVATE_DESTINATIONS, is_dev),
             destination_allowlist=_allowlist(env),
             rate_limit=rate,
             rate_burst=burst,
-            sender_concurrency=_int(env, "KAFSTASH_SENDER_CONCURRENCY", 256),
-            produce_timeout_s=float(env.get("KAFSTASH_PRODUCE_TIMEOUT") or 8.0),
+            sender_concurrency=_int(env, E.SENDER_CONCURRENCY),
+            produce_timeout_s=_float(env, E.PRODUCE_TIMEOUT),
             events_retention_ms=events_retention_s * 1000,
         )
 
@@ -180,22 +187,16 @@ def archive_maintenance(env: dict[str, str]) -> MaintainSchedule:
       snapshots are expired on each run. Default five days; ``never`` keeps them all.
     """
     from kafstash.sinks.iceberg.schedule import (  # noqa: PLC0415 - the archiver's module, loaded lazily
-        DEFAULT_EXPIRE_AFTER_S,
-        DEFAULT_MIN_FILES,
         MaintainSchedule,
     )
 
-    expire_raw = env.get("KAFSTASH_ARCHIVE_EXPIRE_AFTER", "").strip().lower()
-    expire = (
-        None
-        if expire_raw == "never"
-        else _float(env, "KAFSTASH_ARCHIVE_EXPIRE_AFTER", DEFAULT_EXPIRE_AFTER_S)
-    )
-    min_files = _int(env, "KAFSTASH_ARCHIVE_MAINTAIN_MIN_FILES", DEFAULT_MIN_FILES)
+    expire_raw = env.get(E.ARCHIVE_EXPIRE_AFTER.name, "").strip().lower()
+    expire = None if expire_raw == "never" else _float(env, E.ARCHIVE_EXPIRE_AFTER)
+    min_files = _int(env, E.ARCHIVE_MAINTAIN_MIN_FILES)
     if min_files < 2:
-        raise ConfigError("KAFSTASH_ARCHIVE_MAINTAIN_MIN_FILES must be at least 2")
+        raise ConfigError(f"{E.ARCHIVE_MAINTAIN_MIN_FILES.name} must be at least 2")
     return MaintainSchedule(
-        every_s=_float(env, "KAFSTASH_ARCHIVE_MAINTAIN_EVERY", 0.0),
+        every_s=_float(env, E.ARCHIVE_MAINTAIN_EVERY),
         expire_after_s=expire,
         min_files=min_files,
     )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from kafstash import environment as E
 from kafstash import readiness
 from kafstash.config import ConfigError, Settings, archive_maintenance
 from kafstash.producers.api.app import create_app
@@ -169,7 +170,7 @@ def events_history(settings: Settings, env: dict[str, str] | None = None) -> Eve
     from kafstash.sinks.iceberg.table import CatalogConfig  # noqa: PLC0415
 
     env = dict(os.environ if env is None else env)
-    if (env.get("KAFSTASH_EVENTS_HISTORY") or "true").strip().lower() in {
+    if (env.get(E.EVENTS_HISTORY.name) or "true").strip().lower() in {
         "0",
         "false",
         "no",
@@ -183,13 +184,15 @@ def events_history(settings: Settings, env: dict[str, str] | None = None) -> Eve
     return IcebergHistory(catalog)
 
 
-def archiver_config(settings: Settings, env: dict[str, str] | None = None) -> ArchiverConfig:
-    """Archiver settings: KAFSTASH_ARCHIVE_INTERVAL (s), KAFSTASH_ARCHIVE_MAX_ROWS, the catalog."""
+def archiver_config(
+    settings: Settings, env: dict[str, str] | None = None, *, create_dirs: bool = True
+) -> ArchiverConfig:
+    """Archiver settings: KAFSTASH_ARCHIVE_INTERVAL (s), KAFSTASH_ARCHIVE_MAX_ROWS, the catalog.
+
+    ``create_dirs=False`` for the read commands, which must not leave state behind."""
     import os  # noqa: PLC0415
 
     from kafstash.sinks.iceberg.archiver import (  # noqa: PLC0415 - pyiceberg loads only in this role
-        DEFAULT_INTERVAL_S,
-        DEFAULT_MAX_ROWS,
         ArchiverConfig,
     )
     from kafstash.sinks.iceberg.table import CatalogConfig  # noqa: PLC0415
@@ -198,12 +201,14 @@ def archiver_config(settings: Settings, env: dict[str, str] | None = None) -> Ar
     if not settings.bootstrap:  # the archive commands read the table only
         settings = dataclasses.replace(settings, bootstrap="-")
     try:
-        interval = float(env.get("KAFSTASH_ARCHIVE_INTERVAL") or DEFAULT_INTERVAL_S)
-        max_rows = int(env.get("KAFSTASH_ARCHIVE_MAX_ROWS") or DEFAULT_MAX_ROWS)
+        interval = float(env.get(E.ARCHIVE_INTERVAL.name) or E.ARCHIVE_INTERVAL.default)
+        max_rows = int(env.get(E.ARCHIVE_MAX_ROWS.name) or E.ARCHIVE_MAX_ROWS.default)
     except ValueError as exc:
         raise ConfigError(f"KAFSTASH_ARCHIVE_INTERVAL / _MAX_ROWS: {exc}") from exc
     try:
-        catalog = CatalogConfig.from_env(env, home=settings.home, namespace=settings.topics.prefix)
+        catalog = CatalogConfig.from_env(
+            env, home=settings.home, namespace=settings.topics.prefix, create_dirs=create_dirs
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     return ArchiverConfig(
@@ -228,14 +233,17 @@ def run_archiver(settings: Settings) -> None:
 
 
 def run_archive_command(settings: Settings, args: argparse.Namespace) -> str:
-    """``kafstash archive maintain`` and ``kafstash logs query|report``: their output."""
+    """``kafstash archive maintain`` and ``kafstash logs query|report``: their output.
+
+    They work on the table the archiver made; with none they raise NoDeliveryLog, creating nothing.
+    """
     from datetime import UTC, date, datetime, timedelta  # noqa: PLC0415
 
     from kafstash.sinks.iceberg import analytics  # noqa: PLC0415
     from kafstash.sinks.iceberg.maintain import maintain  # noqa: PLC0415
-    from kafstash.sinks.iceberg.table import open_table  # noqa: PLC0415
+    from kafstash.sinks.iceberg.table import open_existing_table  # noqa: PLC0415
 
-    table = open_table(archiver_config(settings).catalog)
+    table = open_existing_table(archiver_config(settings, create_dirs=False).catalog)
     if args.command == "archive":
         hours = args.expire_older_than_hours
         report = maintain(

@@ -1,5 +1,9 @@
 """The catalog and the delivery_log table: where they are, and creating them on first use.
 
+Only the archiver creates them (:func:`open_table`); readers (``kafstash logs``, ``kafstash
+archive``) open them with :func:`open_existing_table`, which fails with :class:`NoDeliveryLog`
+rather than leave an empty catalog behind in whatever folder it was run from.
+
 Catalogs, by environment (read once by :meth:`CatalogConfig.from_env`):
 
 - default: pyiceberg's SQL catalog on SQLite, ``$KAFSTASH_HOME/iceberg/catalog.db``, with a
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -56,6 +61,10 @@ class CatalogConfigError(ValueError):
     """An Iceberg setting is missing or malformed; the message names the variable."""
 
 
+class NoDeliveryLog(LookupError):
+    """A read found no catalog or no delivery_log table; the message says where it looked."""
+
+
 @dataclass(frozen=True)
 class CatalogConfig:
     namespace: str
@@ -67,17 +76,22 @@ class CatalogConfig:
         return (self.namespace, self.table)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, home: Path, namespace: str) -> CatalogConfig:
+    def from_env(
+        cls, env: Mapping[str, str], *, home: Path, namespace: str, create_dirs: bool = True
+    ) -> CatalogConfig:
+        """``create_dirs=False`` for readers: the default SQLite catalog's folders are not made."""
         kind = (env.get("KAFSTASH_ICEBERG_CATALOG_TYPE") or "sql").strip().lower()
         uri = env.get("KAFSTASH_ICEBERG_CATALOG_URI") or ""
         warehouse = env.get("KAFSTASH_ICEBERG_WAREHOUSE") or ""
         base = home / "iceberg"
         if kind == "sql":
             if not uri:
-                base.mkdir(parents=True, exist_ok=True)
+                if create_dirs:
+                    base.mkdir(parents=True, exist_ok=True)
                 uri = f"sqlite:///{base / 'catalog.db'}"
             if not warehouse:
-                (base / "warehouse").mkdir(parents=True, exist_ok=True)
+                if create_dirs:
+                    (base / "warehouse").mkdir(parents=True, exist_ok=True)
                 warehouse = (base / "warehouse").as_uri()
         elif kind == "rest":
             if not uri:
@@ -158,6 +172,30 @@ def open_table(cfg: CatalogConfig, catalog: Catalog | None = None) -> Table:
         partition_spec=partition_spec(schema),
         properties=TABLE_PROPERTIES,
     )
+
+
+def open_existing_table(cfg: CatalogConfig) -> Table:
+    """The delivery_log table for reading; :class:`NoDeliveryLog` if there is none. Creates nothing.
+
+    A SQLite catalog is checked for its file first: connecting would create an empty one.
+    """
+    uri = cfg.properties.get("uri", "")
+    if uri.startswith(_SQLITE) and not Path(uri.removeprefix(_SQLITE)).is_file():
+        raise NoDeliveryLog(
+            f"no delivery log catalog at {uri.removeprefix(_SQLITE)} (KAFSTASH_HOME or "
+            "KAFSTASH_ICEBERG_CATALOG_URI): run the archiver (kafstash dev or kafstash archiver) "
+            "first, or run this from the folder kafstash dev ran in"
+        )
+    try:
+        return load(cfg).load_table(cfg.identifier)
+    except (NoSuchTableError, NoSuchNamespaceError) as exc:
+        raise NoDeliveryLog(
+            f"no table {'.'.join(cfg.identifier)} in the catalog at {uri}: the archiver has not "
+            "written it yet (or KAFSTASH_TOPIC_PREFIX / KAFSTASH_ICEBERG_NAMESPACE differ)"
+        ) from exc
+
+
+_SQLITE = "sqlite:///"
 
 
 def summaries(table: Table) -> Iterator[Mapping[str, str]]:
