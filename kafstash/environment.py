@@ -231,6 +231,14 @@ KAFKA_LIBS = Var(
     shown="~/.cache/kafstash/kafka-<version>/libs",
 )
 
+READY_FD = Var[int | None](
+    "KAFSTASH_READY_FD",
+    None,
+    "set by `kafstash dev` for the roles it starts: the pipe a role reports ready on",
+    frozenset(ROLES),
+    shown="unset (dev sets it)",
+)
+
 VARIABLES: tuple[Var[object], ...] = tuple(
     v for v in globals().copy().values() if isinstance(v, Var)
 )

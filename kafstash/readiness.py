@@ -15,9 +15,11 @@ import os
 import select
 from collections.abc import Mapping
 
+from kafstash import environment
+
 log = logging.getLogger(__name__)
 
-READY_FD_ENV = "KAFSTASH_READY_FD"
+READY_FD_ENV = environment.READY_FD.name
 
 
 def announce(role: str, env: Mapping[str, str] | None = None) -> None:
