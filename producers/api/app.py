@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from kafstash.producers.api import (
     cancel,
+    console,
     destination,
     dlq,
     events,
@@ -505,6 +506,7 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
         *schedules.routes(api),
         *queues.routes(api),
         *flow_control.routes(api),
+        *console.routes(),
     ]
     return Starlette(
         routes=routes,
