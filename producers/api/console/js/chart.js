@@ -35,6 +35,14 @@ function frame(title, maxY, rows, unit) {
   return root;
 }
 
+/** A round axis top at or above `value` (1, 2 or 5 times a power of ten; at least `floor`). */
+export function niceMax(value, floor) {
+  const v = Math.max(floor, value);
+  const power = 10 ** Math.floor(Math.log10(v));
+  const step = [1, 2, 5, 10].find((m) => m * power >= v);
+  return step * power;
+}
+
 function barWidth(n) {
   return (W - PAD.left - PAD.right) / n;
 }
@@ -50,7 +58,7 @@ function yOf(value, maxY) {
 
 /** Deliveries per bucket, one stacked bar per bucket: delivered, retry, failed. */
 export function deliveriesChart(rows) {
-  const maxY = Math.max(1, ...rows.map((r) => r.delivered + r.retry + r.failed));
+  const maxY = niceMax(Math.max(...rows.map((r) => r.delivered + r.retry + r.failed)), 2);
   const root = frame("Deliveries by outcome", maxY, rows, "");
   const w = barWidth(rows.length);
   rows.forEach((r, i) => {
@@ -79,7 +87,7 @@ export function deliveriesChart(rows) {
 export function latencyChart(rows) {
   const keys = ["p50", "p90", "p99"];
   const values = rows.flatMap((r) => keys.map((k) => r[k]).filter((v) => v !== null));
-  const maxY = Math.max(1, ...values);
+  const maxY = niceMax(Math.max(0, ...values), 10);
   const root = frame("End-to-end latency percentiles (ms)", maxY, rows, "");
   const w = barWidth(rows.length);
   for (const key of keys) {
