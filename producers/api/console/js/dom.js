@@ -74,9 +74,20 @@ export function actionButton(label, action, props) {
   return button;
 }
 
-export function time(ms) {
+/** A time in ms as UTC text, e.g. 2026-12-02 07:16:04Z. */
+export function isoTime(ms) {
   if (!ms) return "";
   return new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+}
+
+/** A time cell that does not wrap. */
+export function time(ms) {
+  return ms ? el("span", { class: "time" }, isoTime(ms)) : "";
+}
+
+/** Free text from the API (a URL, a label, an error) that may wrap anywhere. */
+export function text(value, cls = "text") {
+  return value === null || value === undefined || value === "" ? "" : el("span", { class: cls }, String(value));
 }
 
 export function empty(text) {

@@ -2,10 +2,13 @@
 
 const TERMINAL = new Set(["DELIVERED", "FAILED", "CANCELED"]);
 
-/** The outcome an event counts as in the deliveries chart, or null when it is not one. */
+/**
+ * The outcome an event counts as in the deliveries chart, or null when it is not one. Every
+ * failed attempt emits ERROR and then RETRY or FAILED: ERROR alone would count it twice.
+ */
 export function outcome(state) {
   if (state === "DELIVERED") return "delivered";
-  if (state === "RETRY" || state === "ERROR") return "retry";
+  if (state === "RETRY") return "retry";
   if (state === "FAILED") return "failed";
   return null;
 }

@@ -1,7 +1,7 @@
 // The dead-letter queue, paged with its cursor, with retry and delete per entry.
 
 import { del, enc, get, post } from "../api.js";
-import { actionButton, confirmButton, el, empty, table, time } from "../dom.js";
+import { actionButton, confirmButton, el, empty, table, text, time } from "../dom.js";
 
 export async function render(ctx) {
   const cursor = ctx.params.get("cursor") ?? undefined;
@@ -12,10 +12,10 @@ export async function render(ctx) {
     cells: [
       el("span", { class: "id" }, d.dlqId),
       el("a", { href: `#message?id=${enc(d.messageId)}`, class: "id" }, d.messageId),
-      d.url,
-      d.label ?? "",
+      text(d.url, "url"),
+      text(d.label),
       d.responseStatus || "",
-      d.error ?? "",
+      text(d.error),
       time(d.createdAt),
       actionButton("Retry", () =>
         ctx.act(async () => {

@@ -2,7 +2,7 @@
 // the Iceberg history once the in-memory window is passed.
 
 import { enc, get } from "../api.js";
-import { el, time } from "../dom.js";
+import { el, text, time } from "../dom.js";
 
 const STATES = ["", "CREATED", "ACTIVE", "RETRY", "ERROR", "DELIVERED", "FAILED", "CANCELED", "IN_PROGRESS"];
 const FIELDS = [
@@ -61,10 +61,10 @@ function rowsOf(entries) {
       time(e.time),
       el("a", { href: `#message?id=${enc(e.messageId)}`, class: "id" }, e.messageId),
       el("span", { class: `state ${e.state}` }, e.state),
-      e.url ?? "",
-      e.label ?? "",
+      text(e.url, "url"),
+      text(e.label),
       e.responseStatus ?? "",
-      e.error ?? "",
+      text(e.error),
     ],
   }));
 }

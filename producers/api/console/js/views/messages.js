@@ -2,7 +2,7 @@
 // no message list: the recent event log is folded into each message's latest state.
 
 import { del, enc, events, get } from "../api.js";
-import { confirmButton, el, empty, table, time } from "../dom.js";
+import { confirmButton, el, empty, table, text, time } from "../dom.js";
 import { currentMessages } from "../stats.js";
 
 const PHASES = ["all", "pending", "delayed", "in flight", "finished"];
@@ -30,10 +30,10 @@ export async function render(ctx) {
     cells: [
       el("a", { href: `#message?id=${enc(m.messageId)}`, class: "id" }, m.messageId),
       el("span", { class: `state ${m.state}` }, m.state),
-      m.phase,
-      m.url ?? "",
-      m.label ?? "",
-      time(m.nextDeliveryTime),
+      el("span", { class: "nowrap" }, m.phase),
+      text(m.url, "url"),
+      text(m.label),
+      m.phase === "finished" ? "" : time(m.nextDeliveryTime),
       time(m.time),
       m.phase === "finished" ? "" : confirmButton("Cancel", () => cancel(ctx, m.messageId)),
     ],
@@ -66,7 +66,7 @@ export async function renderOne(ctx) {
   const { events: history } = await events({ messageId: id }, 1000);
   const fields = message
     ? Object.entries(message).map(([k, v]) => ({
-        cells: [k, typeof v === "object" ? JSON.stringify(v) : String(v)],
+        cells: [k, text(typeof v === "object" ? JSON.stringify(v) : String(v))],
       }))
     : [];
   return el(
@@ -85,8 +85,8 @@ export async function renderOne(ctx) {
           ["Time", "State", "URL", "Status", "Error"],
           history.map((e) => ({
             props: { dataset: { state: e.state } },
-            cells: [time(e.time), el("span", { class: `state ${e.state}` }, e.state), e.url ?? "",
-              e.responseStatus ?? "", e.error ?? ""],
+            cells: [time(e.time), el("span", { class: `state ${e.state}` }, e.state), text(e.url, "url"),
+              e.responseStatus ?? "", text(e.error)],
           })),
         )
       : empty("No events."),

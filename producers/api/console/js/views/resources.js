@@ -1,7 +1,7 @@
 // Queues (with pause / resume), flow-control keys and URL groups.
 
 import { enc, get, post } from "../api.js";
-import { actionButton, el, empty, table, time } from "../dom.js";
+import { actionButton, el, empty, table, text, time } from "../dom.js";
 
 export async function renderQueues(ctx) {
   const [queues, keys] = await Promise.all([get("/v2/queues"), get("/v2/flowControl")]);
@@ -51,7 +51,7 @@ export async function renderGroups() {
     props: { dataset: { group: g.name } },
     cells: [
       g.name,
-      el("ul", null, (g.endpoints ?? []).map((e) => el("li", null, e.name ? `${e.name}: ${e.url}` : e.url))),
+      el("ul", null, (g.endpoints ?? []).map((e) => el("li", null, text(e.name ? `${e.name}: ${e.url}` : e.url, "url")))),
       time(g.updatedAt),
     ],
   }));

@@ -1,7 +1,7 @@
 // Schedules with pause / resume / delete and their next run.
 
 import { del, enc, get, post } from "../api.js";
-import { actionButton, confirmButton, el, empty, table, time } from "../dom.js";
+import { actionButton, confirmButton, el, empty, table, text, time } from "../dom.js";
 
 export async function render(ctx) {
   const schedules = (await get("/v2/schedules")) ?? [];
@@ -9,9 +9,9 @@ export async function render(ctx) {
     props: { dataset: { scheduleId: s.scheduleId, paused: String(Boolean(s.isPaused)) } },
     cells: [
       el("span", { class: "id" }, s.scheduleId),
-      s.destination,
+      text(s.destination, "url"),
       el("code", null, s.cron),
-      s.label ?? "",
+      text(s.label),
       el("span", { class: s.isPaused ? "state paused" : "state active" }, s.isPaused ? "paused" : "active"),
       time(s.nextScheduleTime),
       time(s.lastScheduleTime),
