@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -302,3 +303,37 @@ def test_markup_in_a_label_and_a_url_renders_as_text(
     assert page.locator("main script, main img").count() == 0
     assert page.evaluate("window.__pwned") is None
     shot(page, "escaping")
+
+
+def test_event_log_pages_with_its_cursor_and_filters_by_time(
+    page: Page, stack: Stack, sink: Sink, client: QStash, route: Callable[[str], str]
+) -> None:
+    url = sink.url(route("ok"))
+    ids = [client.message.publish_json(url=url, body=str(i)).message_id for i in range(2)]  # type: ignore[union-attr]
+    sink.wait_count(route("ok"), 2, timeout=30)
+    log_in(page, stack)
+    # CREATED, ACTIVE, DELIVERED per message: six events, two a page, newest first.
+    open_view(page, f"#events?url={quote(url, safe='')}&state=&count=2")
+    rows = page.locator("#event-table tbody tr")
+    expect(rows).to_have_count(2)
+    for shown in (4, 6):
+        page.click("#older")
+        expect(rows).to_have_count(shown)
+    # A full page still carries a cursor; the page after the last event is empty and has none.
+    if page.locator("#older").is_visible():
+        page.click("#older")
+    expect(page.locator("#older")).to_be_hidden()
+    expect(rows).to_have_count(6)
+    assert {r.get_attribute("data-message-id") for r in rows.all()} == set(ids)
+    states = [r.get_attribute("data-state") for r in rows.all()]
+    assert sorted(states) == ["ACTIVE", "ACTIVE", "CREATED", "CREATED", "DELIVERED", "DELIVERED"]
+    assert (states[0], states[-1]) == ("DELIVERED", "CREATED")  # newest first
+    shot(page, "event-log-paged")
+
+    # A time range after the deliveries holds none of them; one around them holds all.
+    later = int(time.time() * 1000) + 60_000
+    open_view(page, f"#events?url={quote(url, safe='')}&fromDate={later}")
+    expect(page.locator("#events .hint")).to_have_text("No events match.")
+    expect(page.locator("#event-filters input[name=fromDate]")).not_to_have_value("")
+    open_view(page, f"#events?url={quote(url, safe='')}&toDate={later}&count=100")
+    expect(rows).to_have_count(6)

@@ -21,6 +21,14 @@ function fromMs(ms) {
   return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
 }
 
+const PAGE_SIZES = [25, 100, 1000];
+
+/** The page size asked for in the hash (1..1000, what the API allows), else 100. */
+function pageSize(params) {
+  const n = Number(params.get("count"));
+  return Number.isInteger(n) && n >= 1 && n <= 1000 ? n : 100;
+}
+
 function form(params) {
   const inputs = FIELDS.map(([name, label]) =>
     el("label", null, label, el("input", { name, value: params.get(name) ?? "", autocomplete: "off" })),
@@ -32,6 +40,13 @@ function form(params) {
   );
   const from = el("input", { name: "fromDate", type: "datetime-local", value: fromMs(params.get("fromDate")) });
   const to = el("input", { name: "toDate", type: "datetime-local", value: fromMs(params.get("toDate")) });
+  const size = pageSize(params);
+  const sizes = PAGE_SIZES.includes(size) ? PAGE_SIZES : [size, ...PAGE_SIZES];
+  const count = el(
+    "select",
+    { name: "count" },
+    sizes.map((n) => el("option", { value: n, selected: n === size }, String(n))),
+  );
   const f = el(
     "form",
     { class: "filters", id: "event-filters" },
@@ -39,6 +54,7 @@ function form(params) {
     inputs,
     el("label", null, "From", from),
     el("label", null, "To", to),
+    el("label", null, "Per page", count),
     el("button", { type: "submit" }, "Search"),
   );
   f.addEventListener("submit", (ev) => {
@@ -86,7 +102,7 @@ export async function render(ctx) {
   const note = el("p", { class: "hint" });
   let cursor;
   const load = async () => {
-    const page = await get("/v2/events", { ...filters, count: 100, cursor });
+    const page = await get("/v2/events", { ...filters, count: pageSize(params), cursor });
     const entries = page?.events ?? [];
     for (const row of rowsOf(entries)) {
       body.append(el("tr", row.props, row.cells.map((c) => el("td", null, c))));
