@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -63,13 +62,8 @@ class SecuredStatic:
         await self.app(scope, receive, send_secured)
 
 
-async def _to_index(_request: object) -> Response:
-    return RedirectResponse(f"{PREFIX}/", status_code=308)
-
-
 def routes(root: Path = ROOT) -> list[BaseRoute]:
-    """``/console/`` (the page and its modules); ``/console`` redirects there."""
+    """``/console/``: the page and its modules (the router redirects ``/console`` there)."""
     return [
-        Route(PREFIX, _to_index, methods=["GET", "HEAD"]),
-        Mount(PREFIX, app=SecuredStatic(StaticFiles(directory=root, html=True)), name="console"),
+        Mount(PREFIX, app=SecuredStatic(StaticFiles(directory=root, html=True)), name="console")
     ]

@@ -43,8 +43,8 @@ async def test_the_page_and_its_modules_are_served_with_security_headers(
 
 async def test_console_without_slash_redirects_to_the_page(client: httpx.AsyncClient) -> None:
     r = await client.get("/console", follow_redirects=False)
-    assert r.status_code == 308
-    assert r.headers["location"] == "/console/"
+    assert r.status_code in (307, 308)
+    assert httpx.URL(r.headers["location"]).path == "/console/"
 
 
 async def test_unknown_file_is_404_and_nothing_outside_the_folder_is_served(
