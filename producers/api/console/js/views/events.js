@@ -102,6 +102,15 @@ export async function render(ctx) {
   const note = el("p", { class: "hint" });
   let cursor;
   const load = async () => {
+    // One page at a time: a second click with the same cursor would append that page twice.
+    more.disabled = true;
+    try {
+      await loadPage();
+    } finally {
+      more.disabled = false;
+    }
+  };
+  const loadPage = async () => {
     const page = await get("/v2/events", { ...filters, count: pageSize(params), cursor });
     const entries = page?.events ?? [];
     for (const row of rowsOf(entries)) {
