@@ -397,3 +397,38 @@ def test_event_log_continues_into_the_iceberg_history(
     old_states = sorted(state for mid, state in seen if mid == old.message_id)  # type: ignore[union-attr]
     assert old_states == ["ACTIVE", "CREATED", "DELIVERED"]
     shot(page, "event-log-history")
+
+
+def test_queues_groups_and_deleting_a_schedule(
+    page: Page, stack: Stack, sink: Sink, client: QStash, route: Callable[[str], str]
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    queue, group = f"q-{tag}", f"g-{tag}"
+    client.queue.upsert(queue, parallelism=2)
+    client.url_group.upsert_endpoints(group, [{"url": sink.url(route("ok")), "name": "first"}])
+    sid = client.schedule.create(destination=sink.url(route("ok")), cron="0 0 1 1 *")
+    log_in(page, stack)
+
+    open_view(page, "#queues")
+    row = page.locator(f"#queues tr[data-queue='{queue}']")
+    expect(row).to_contain_text("active")
+    row.get_by_role("button", name="Pause").click()
+    expect(page.locator("#status")).to_contain_text(f"Paused queue {queue}")
+    expect(row).to_contain_text("paused")
+    assert client.queue.get(queue).paused
+
+    open_view(page, "#groups")
+    expect(page.locator(f"#groups tr[data-group='{group}']")).to_contain_text(
+        f"first: {sink.url(route('ok'))}"
+    )
+    shot(page, "url-groups")
+
+    open_view(page, "#schedules")
+    delete = page.locator(f"#schedules tr[data-schedule-id='{sid}'] button.danger")
+    delete.click()  # the first click only arms it
+    expect(delete).to_have_text("Confirm delete")
+    assert client.schedule.get(sid).schedule_id == sid
+    delete.click()
+    expect(page.locator("#status")).to_contain_text(f"Deleted {sid}")
+    expect(page.locator(f"#schedules tr[data-schedule-id='{sid}']")).to_have_count(0)
+    assert sid not in {s.schedule_id for s in client.schedule.list()}
