@@ -51,6 +51,12 @@ def test_wheel_carries_every_room_and_its_data(wheel: zipfile.ZipFile) -> None:
         "kafstash/producers/api/openapi.yaml",
     ):
         assert data in files, data
+    # The web console's static files (producers/api/console/), every one of them.
+    console = ROOT / "producers" / "api" / "console"
+    shipped = [p for p in console.rglob("*") if p.is_file()]
+    assert any(p.name == "index.html" for p in shipped)
+    for static in shipped:
+        assert f"kafstash/{static.relative_to(ROOT).as_posix()}" in files, static
     # Every module of the checkout is in the wheel under kafstash/<room>/.
     for room in ROOMS:
         for py in (ROOT / room).rglob("*.py"):

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from kafstash.producers.api import (
     cancel,
+    console,
     dlq,
     events,
     flow_control,
@@ -294,6 +295,7 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
         *schedules.routes(api),
         *queues.routes(api),
         *flow_control.routes(api),
+        *console.routes(),
     ]
     return Starlette(
         routes=routes,
