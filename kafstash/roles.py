@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import socket
 import sys
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from kafstash import environment as E
-from kafstash import readiness
+from kafstash import monitoring, readiness
 from kafstash.config import ConfigError, Settings, archive_maintenance
 from kafstash.producers.api.app import create_app
 from kafstash.producers.api.context import ApiConfig
@@ -48,6 +49,9 @@ def run_api(settings: Settings) -> None:
         events_retention_ms=settings.events_retention_ms,
         history=events_history(settings),
     )
+    from kafstash.producers.api import metrics  # noqa: PLC0415
+
+    monitoring.serve("api", metrics.REGISTRY, settings, dict(os.environ))
     server = _ApiServer(
         uvicorn.Config(
             create_app(config),
@@ -96,6 +100,9 @@ def run_streams(settings: Settings) -> None:
     )
     import uvloop  # noqa: PLC0415
 
+    from kafstash.streams import metrics  # noqa: PLC0415
+
+    monitoring.serve("streams", metrics.REGISTRY, settings, dict(os.environ), ["streams"])
     # faust's worker creates its own loop; the policy makes it uvloop, as in the other roles.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
@@ -156,15 +163,27 @@ def run_sender(settings: Settings) -> None:
         allow_private_destinations=settings.allow_private_destinations,
         destination_allowlist=settings.destination_allowlist,
         on_ready=lambda: readiness.announce("sender"),
+        max_metric_hosts=_max_metric_hosts(dict(os.environ)),
     )
+    from kafstash.sinks.http import metrics  # noqa: PLC0415
 
+    monitoring.serve("sender", metrics.REGISTRY, settings, dict(os.environ), ["sender"])
     _run_until_signal(lambda stop: Sender(cfg).run(stop))
+
+
+def _max_metric_hosts(env: dict[str, str]) -> int:
+    from kafstash.schemas.defaults import DEFAULT_MAX_METRIC_HOSTS  # noqa: PLC0415
+
+    raw = env.get("KAFSTASH_METRICS_MAX_HOSTS") or str(DEFAULT_MAX_METRIC_HOSTS)
+    try:
+        return max(0, int(raw))
+    except ValueError as exc:
+        raise ConfigError(f"KAFSTASH_METRICS_MAX_HOSTS must be an integer, got {raw!r}") from exc
 
 
 def events_history(settings: Settings, env: dict[str, str] | None = None) -> EventHistory | None:
     """The delivery log behind GET /v2/events past the hot view (KAFSTASH_EVENTS_HISTORY=false
     turns it off): the archiver's catalog, read lazily, so an API without a table answers none."""
-    import os  # noqa: PLC0415
 
     from kafstash.sinks.iceberg.history import IcebergHistory  # noqa: PLC0415 - pyiceberg loads lazily
     from kafstash.sinks.iceberg.table import CatalogConfig  # noqa: PLC0415
@@ -190,7 +209,6 @@ def archiver_config(
     """Archiver settings: KAFSTASH_ARCHIVE_INTERVAL (s), KAFSTASH_ARCHIVE_MAX_ROWS, the catalog.
 
     ``create_dirs=False`` for the read commands, which must not leave state behind."""
-    import os  # noqa: PLC0415
 
     from kafstash.sinks.iceberg.archiver import (  # noqa: PLC0415 - pyiceberg loads only in this role
         ArchiverConfig,
@@ -224,11 +242,13 @@ def archiver_config(
 
 def run_archiver(settings: Settings) -> None:
 
+    from kafstash.sinks.iceberg import metrics  # noqa: PLC0415
     from kafstash.sinks.iceberg.archiver import Archiver  # noqa: PLC0415
 
     cfg = dataclasses.replace(
         archiver_config(settings), on_ready=lambda: readiness.announce("archiver")
     )
+    monitoring.serve("archiver", metrics.REGISTRY, settings, dict(os.environ), ["archiver"])
     _run_until_signal(lambda stop: Archiver(cfg).run(stop))
 
 

@@ -74,6 +74,9 @@ class CompactedView(Generic[T]):
     def get(self, key: str) -> T | None:
         return self._values.get(key)
 
+    def __len__(self) -> int:  # len() reads atomically: a metrics scrape calls it from its thread
+        return len(self._values)
+
     def scan(self, prefix: str) -> list[tuple[str, T]]:
         """Every (key, value) whose key starts with ``prefix``, in key order."""
         return sorted(((k, v) for k, v in self._values.items() if k.startswith(prefix)), key=_first)

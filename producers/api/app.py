@@ -24,6 +24,7 @@ from kafstash.producers.api import (
     flow_control,
     groups,
     keys,
+    metrics,
     openapi,
     queues,
     schedules,
@@ -106,6 +107,7 @@ class Api(ApiContext):
             self.message_state = event_message_state(
                 events_view.latest_state, pending_message_state(view)
             )
+            metrics.watch_dlq(dlq_view)
             log.info("api ready")
             yield
 
@@ -298,7 +300,7 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
     return Starlette(
         routes=routes,
         lifespan=api.lifespan,
-        middleware=[Middleware(HeaderLimits)],
+        middleware=[Middleware(metrics.RequestMetrics), Middleware(HeaderLimits)],
         exception_handlers={
             ApiError: handle_api_error,
             HTTPException: _http_error,
