@@ -140,3 +140,32 @@ def serve(
     address = Address(address.host, server.server_port)
     log.info("%s metrics on %s", role, address.url)
     return address
+
+
+# `kafstash dev` gives every role a listener: these ports when free, else any free port.
+DEV_METRICS_PORTS = {"api": 9401, "streams": 9402, "sender": 9403, "archiver": 9404}
+
+
+def dev_metrics_env(env: dict[str, str]) -> dict[str, str]:
+    """The ``KAFSTASH_METRICS_PORT_<ROLE>`` variables ``kafstash dev`` sets where unset."""
+    out: dict[str, str] = {}
+    host = env.get("KAFSTASH_METRICS_HOST") or "127.0.0.1"
+    for role, port in DEV_METRICS_PORTS.items():
+        name = f"KAFSTASH_METRICS_PORT_{role.upper()}"
+        if not env.get(name):
+            out[name] = str(_free(host, port))
+    return out
+
+
+def _free(host: str, preferred: int) -> int:
+    import socket  # noqa: PLC0415
+
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            chosen: int = s.getsockname()[1]
+            return chosen
+    raise OSError(f"no free port on {host}")
