@@ -84,6 +84,18 @@ def main(argv: list[str] | None = None) -> int:
             epilog=environment.describe(role),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+    status = sub.add_parser(
+        "status",
+        help="groups, members, lag, DLQ and archive of a running deployment",
+        description=textwrap.fill(
+            "Every stage's consumer group, its members and lag per topic (records, and the age of "
+            "the oldest waiting one), the DLQ's size and the archive's last commit, read from "
+            "Kafka and the Iceberg catalog. Exit status 1 when a stage has no member.",
+            92,
+        ),
+    )
+    status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     topics = sub.add_parser(
         "topics",
         help="manage topics",
@@ -133,8 +145,13 @@ def main(argv: list[str] | None = None) -> int:
             from kafstash.dev import run_dev  # noqa: PLC0415
 
             return run_dev(Settings.from_env(dev=True))
-        # The archive and logs commands read the table only: no users needed.
-        settings = Settings.from_env(dev=True if args.command in ("archive", "logs") else None)
+        # The archive and logs commands read the table only, status reads Kafka: no users needed.
+        readonly = args.command in ("archive", "logs", "status")
+        settings = Settings.from_env(dev=True if readonly else None)
+        if args.command == "status":
+            from kafstash.status import run_status  # noqa: PLC0415
+
+            return run_status(settings, watch=args.watch, interval_s=args.interval)
         if args.command == "topics":
             from kafstash.provision import ensure_topics  # noqa: PLC0415
 

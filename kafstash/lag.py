@@ -57,7 +57,7 @@ class PartitionLag:
 class StageLag:
     stage: Stage
     state: str  # the group's state as the coordinator reports it (Stable, Empty, Dead, ...)
-    members: tuple[str, ...]  # client ids
+    members: tuple[str, ...]  # client id@host of each member
     partitions: tuple[PartitionLag, ...]
 
     def records(self, topic: str | None = None) -> int:
@@ -93,11 +93,13 @@ class KafkaProbe:
         await self._admin.close()
 
     async def members(self, group: str) -> tuple[str, tuple[str, ...]]:
-        """The group's state and its members' client ids."""
+        """The group's state and its members (``client id@host``)."""
         [response] = await self._admin.describe_consumer_groups([group])
         for g in response.to_object()["groups"]:
             if g["group"] == group:
-                return g["state"] or "Dead", tuple(sorted(m["client_id"] for m in g["members"]))
+                return g["state"] or "Dead", tuple(
+                    sorted(f"{m['client_id']}@{m['client_host'].lstrip('/')}" for m in g["members"])
+                )
         return "Dead", ()
 
     async def partitions(self, topics: Iterable[str]) -> list[TopicPartition]:
