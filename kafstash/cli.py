@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 import textwrap
 
@@ -44,15 +43,25 @@ ROLE_HELP = {
 }
 
 
-def _logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    # Client libraries are chatty at INFO (every connection, every rebalance step).
-    for noisy in ("aiokafka", "faust", "mode", "uvicorn.error"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _logging(role: str) -> None:
+    """KAFSTASH_LOG_FORMAT=plain|json (kafstash/log_format.py); roles add their secrets later."""
+    import os  # noqa: PLC0415
+
+    from kafstash.log_format import configure, log_format  # noqa: PLC0415
+
+    configure(log_format(dict(os.environ)), role)
+
+
+def _kafka_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``kafstash status`` and ``kafstash topics create``: they talk to Kafka only."""
+    if args.command == "status":
+        from kafstash.status import run_status  # noqa: PLC0415
+
+        return run_status(settings, watch=args.watch, interval_s=args.interval)
+    from kafstash.provision import ensure_topics  # noqa: PLC0415
+
+    asyncio.run(ensure_topics(settings))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     for p in (logs_query, logs_report):
         p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     args = parser.parse_args(argv)
-    _logging()
     try:
+        _logging(args.command)
         if args.command == "dev":
             import os  # noqa: PLC0415
 
@@ -148,15 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         # The archive and logs commands read the table only, status reads Kafka: no users needed.
         readonly = args.command in ("archive", "logs", "status")
         settings = Settings.from_env(dev=True if readonly else None)
-        if args.command == "status":
-            from kafstash.status import run_status  # noqa: PLC0415
-
-            return run_status(settings, watch=args.watch, interval_s=args.interval)
-        if args.command == "topics":
-            from kafstash.provision import ensure_topics  # noqa: PLC0415
-
-            asyncio.run(ensure_topics(settings))
-            return 0
+        if args.command in ("status", "topics"):
+            return _kafka_command(settings, args)
         from kafstash import roles  # noqa: PLC0415
 
         if args.command in ("archive", "logs"):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from kafstash import environment as E
-from kafstash import monitoring, readiness
+from kafstash import log_format, monitoring, readiness
 from kafstash.config import ConfigError, Settings, archive_maintenance
 from kafstash.producers.api.app import create_app
 from kafstash.producers.api.context import ApiConfig
@@ -33,7 +33,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("kafstash")
 
 
+def _secrets(settings: Settings) -> list[str]:
+    """What a JSON log line must never show: every configured token and signing key."""
+    return [
+        s for u in settings.users for s in (u.token, u.current_signing_key, u.next_signing_key) if s
+    ]
+
+
+def _logs(settings: Settings, role: str) -> str:
+    """Reconfigure the root handler now the users (and so the secrets to scrub) are known."""
+    fmt = log_format.log_format(dict(os.environ))
+    log_format.configure(fmt, role, _secrets(settings))
+    return fmt
+
+
 def run_api(settings: Settings) -> None:
+    _logs(settings, "api")
     config = ApiConfig(
         bootstrap=settings.require_bootstrap,
         topics=settings.topics,
@@ -58,6 +73,7 @@ def run_api(settings: Settings) -> None:
             host=settings.api_host,
             port=settings.api_port,
             log_level="warning",
+            log_config=None,  # uvicorn's own lines go through our root handler (and format)
             access_log=False,
             loop="uvloop",
             http="httptools",
@@ -87,6 +103,8 @@ class _ApiServer(uvicorn.Server):
 def run_streams(settings: Settings) -> None:
     import faust  # noqa: PLC0415 - faust patches logging at import; only this role needs it
 
+    fmt = _logs(settings, "streams")
+
     app = create_streams_app(
         StreamsConfig(
             bootstrap=settings.require_bootstrap,
@@ -114,25 +132,29 @@ def run_streams(settings: Settings) -> None:
             log.info("streams ready (app %s): tables recovered, agents running", app.conf.id)
             readiness.announce("streams")
 
-    worker = Worker(app, loglevel="INFO", quiet=True, logging_config=_FAUST_LOGGING)
+    worker = Worker(
+        app, loglevel="INFO", quiet=True, logging_config=_faust_logging(fmt, _secrets(settings))
+    )
     worker.spinner = None  # its terminal escape codes garble `kafstash dev`'s shared console
     worker.execute_from_commandline()
 
 
-# faust applies this with dictConfig: our lines at INFO in the CLI's format, faust's own at WARNING.
-_FAUST_LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {
-            "format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-            "datefmt": "%H:%M:%S",
-        }
-    },
-    "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"level": "INFO", "handlers": ["default"]},
-    "loggers": {name: {"level": "WARNING"} for name in ("faust", "mode", "aiokafka")},
-}
+def _faust_logging(fmt: str, secrets: list[str]) -> dict[str, object]:
+    """faust applies this with dictConfig: our lines at INFO in the CLI's format (plain or
+    JSON), faust's own at WARNING."""
+    formatter: dict[str, object] = (
+        {"()": log_format.JsonFormatter, "role": "streams", "secrets": secrets}
+        if fmt == "json"
+        else {"format": log_format.PLAIN, "datefmt": log_format.PLAIN_DATEFMT}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "default"}},
+        "root": {"level": "INFO", "handlers": ["default"]},
+        "loggers": {name: {"level": "WARNING"} for name in ("faust", "mode", "aiokafka")},
+    }
 
 
 def _run_until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -154,6 +176,7 @@ def _run_until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 
 def run_sender(settings: Settings) -> None:
+    _logs(settings, "sender")
     cfg = SenderConfig(
         bootstrap=settings.require_bootstrap,
         topics=settings.topics,
@@ -241,6 +264,7 @@ def archiver_config(
 
 
 def run_archiver(settings: Settings) -> None:
+    _logs(settings, "archiver")
 
     from kafstash.sinks.iceberg import metrics  # noqa: PLC0415
     from kafstash.sinks.iceberg.archiver import Archiver  # noqa: PLC0415

@@ -386,7 +386,12 @@ class Sender:
         if refused is not None:
             error = f"destination refused: {refused}"
             # Operators need to see this: it usually means a missing allowlist entry.
-            log.warning("message %s: %s (failed, not retried)", m.message_id, error)
+            log.warning(
+                "message %s: %s (failed, not retried)",
+                m.message_id,
+                error,
+                extra={"message_id": m.message_id, "schedule_id": m.schedule_id},
+            )
         duration_ms = int((time.monotonic() - started) * 1000)
         now_ms = int(self.clock() * 1000)
         retry_delay = (
@@ -416,6 +421,13 @@ class Sender:
             created_ms=m.created_at,
             now_ms=now_ms,
         )
+        if isinstance(outcome, DeadLetter):
+            log.info(
+                "message %s moved to the DLQ: %s",
+                m.message_id,
+                outcome.reason,
+                extra={"message_id": m.message_id, "schedule_id": m.schedule_id},
+            )
         if error is None and status is not None and not 200 <= status < 300:
             error = f"HTTP {status}"
         return after_attempt(

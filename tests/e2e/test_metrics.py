@@ -140,7 +140,7 @@ def test_each_role_serves_metrics_that_move_with_the_load(metrics_stack: Stack) 
 
     def archived() -> Samples | None:
         s = scrape(stack, "archiver")
-        # 7 messages: 4 × (CREATED, ACTIVE, DELIVERED) at least, plus the failures' events.
+        # 7 messages: 4 x (CREATED, ACTIVE, DELIVERED) at least, plus the failures' events.
         return s if value(s, "kafstash_archiver_rows_flushed_total") >= 20 else None
 
     archiver = wait_until("the archiver's rows", archived)
