@@ -74,7 +74,9 @@ class CompactedView(Generic[T]):
     def get(self, key: str) -> T | None:
         return self._values.get(key)
 
-    def __len__(self) -> int:  # len() reads atomically: a metrics scrape calls it from its thread
+    def count(self) -> int:
+        """How many keys hold a value. Not ``__len__``: an empty view must stay truthy. A metrics
+        scrape calls this from its own thread, which ``len`` of a dict allows."""
         return len(self._values)
 
     def scan(self, prefix: str) -> list[tuple[str, T]]:

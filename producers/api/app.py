@@ -107,7 +107,7 @@ class Api(ApiContext):
             self.message_state = event_message_state(
                 events_view.latest_state, pending_message_state(view)
             )
-            metrics.watch_dlq(dlq_view)
+            metrics.watch_dlq(dlq_view.count)
             log.info("api ready")
             yield
 

@@ -10,7 +10,7 @@ path, so ids and destination URLs cannot become label values; an unmatched path 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sized
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,8 +61,8 @@ def method_label(method: str) -> str:
     return method if method in METHODS else "other"
 
 
-def watch_dlq(view: Sized) -> None:
-    DLQ_SIZE.set_function(lambda: len(view))
+def watch_dlq(count: Callable[[], int]) -> None:
+    DLQ_SIZE.set_function(count)
 
 
 class RequestMetrics:
