@@ -124,6 +124,13 @@ def serve(
     address = metrics_address(role, env)
     if address is None:
         return None
+    try:
+        server, _thread = start_http_server(address.port, addr=address.host, registry=registry)
+    except OSError as exc:
+        # Usually a second process of the role on this host with the same port: it still does
+        # its work (delivering matters more than being watched), it just serves no metrics.
+        log.error("%s metrics: cannot listen on %s (%s); serving none", role, address.url, exc)
+        return None
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     wanted = tuple(s for s in stages(settings) if s.name in set(stage_names))
@@ -136,7 +143,6 @@ def serve(
             name=f"kafstash-{role}-lag",
             daemon=True,
         ).start()
-    server, _thread = start_http_server(address.port, addr=address.host, registry=registry)
     address = Address(address.host, server.server_port)
     log.info("%s metrics on %s", role, address.url)
     return address
