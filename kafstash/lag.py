@@ -79,18 +79,20 @@ class KafkaProbe:
         self._clock = clock
 
     async def __aenter__(self) -> KafkaProbe:
-        await self._admin.start()
+        # Both are closed whatever fails: aiokafka warns about a client left unclosed.
         try:
+            await self._admin.start()
             await self._consumer.start()
         except BaseException:
-            await self._admin.close()
+            await self.__aexit__()
             raise
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
         with contextlib.suppress(Exception):
             await self._consumer.stop()
-        await self._admin.close()
+        with contextlib.suppress(Exception):
+            await self._admin.close()
 
     async def members(self, group: str) -> tuple[str, tuple[str, ...]]:
         """The group's state and its members (``client id@host``)."""

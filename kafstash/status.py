@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from aiokafka.errors import KafkaError
 from rich.console import Console, ConsoleRenderable, Group
 from rich.live import Live
 from rich.table import Table
@@ -135,3 +137,9 @@ def run_status(
         return asyncio.run(main())
     except KeyboardInterrupt:
         return 130
+    except KafkaError as exc:
+        print(
+            f"kafstash status: Kafka at {settings.bootstrap} did not answer: {exc!r}",
+            file=sys.stderr,
+        )
+        return 2
