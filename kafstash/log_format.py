@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from kafstash import environment as E
 from kafstash.config import ConfigError
 
 FORMATS = ("plain", "json")
@@ -37,7 +38,7 @@ _PATTERNS = re.compile(
 
 
 def log_format(env: dict[str, str]) -> str:
-    raw = (env.get("KAFSTASH_LOG_FORMAT") or "plain").strip().lower()
+    raw = (env.get(E.LOG_FORMAT.name) or E.LOG_FORMAT.default).strip().lower()
     if raw not in FORMATS:
         raise ConfigError(f"KAFSTASH_LOG_FORMAT must be plain or json, got {raw!r}")
     return raw

@@ -1,8 +1,8 @@
 """Serving a role's Prometheus metrics, and the consumer-lag figures every consuming role adds.
 
-Each role has its own registry (its room's ``metrics.py``) and its own port:
-``KAFSTASH_METRICS_PORT_<ROLE>`` (``API``, ``STREAMS``, ``SENDER``, ``ARCHIVER``; unset or 0 =
-no listener), on ``KAFSTASH_METRICS_HOST`` (default 127.0.0.1). The API's metrics are on this
+Each role has its own registry (its room's ``metrics.py``) and its own port (``environment.py``:
+``METRICS_PORTS``, e.g. ``KAFSTASH_METRICS_PORT_SENDER``; unset or 0 = no listener), on
+``KAFSTASH_METRICS_HOST`` (default 127.0.0.1). The API's metrics are on this
 separate listener, never on the public QStash port, so they need no token and expose nothing to
 the API's callers.
 
@@ -27,6 +27,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from kafstash import environment as E
 from kafstash.config import ConfigError, Settings
 from kafstash.lag import KafkaProbe, Stage, StageLag, read_stages, stages
 
@@ -47,7 +48,7 @@ class Address:
 
 def metrics_address(role: str, env: dict[str, str]) -> Address | None:
     """Where ``role`` serves /metrics, or None when its port is unset or 0."""
-    name = f"KAFSTASH_METRICS_PORT_{role.upper()}"
+    name = E.METRICS_PORTS[role].name
     raw = (env.get(name) or "0").strip()
     try:
         port = int(raw)
@@ -57,7 +58,7 @@ def metrics_address(role: str, env: dict[str, str]) -> Address | None:
         raise ConfigError(f"{name} must be a port number, got {raw!r}")
     if port == 0:
         return None
-    return Address(env.get("KAFSTASH_METRICS_HOST") or "127.0.0.1", port)
+    return Address(env.get(E.METRICS_HOST.name) or E.METRICS_HOST.default, port)
 
 
 class LagCollector(Collector):
@@ -153,11 +154,11 @@ DEV_METRICS_PORTS = {"api": 9401, "streams": 9402, "sender": 9403, "archiver": 9
 
 
 def dev_metrics_env(env: dict[str, str]) -> dict[str, str]:
-    """The ``KAFSTASH_METRICS_PORT_<ROLE>`` variables ``kafstash dev`` sets where unset."""
+    """The roles' metrics port variables ``kafstash dev`` sets where unset."""
     out: dict[str, str] = {}
-    host = env.get("KAFSTASH_METRICS_HOST") or "127.0.0.1"
+    host = env.get(E.METRICS_HOST.name) or E.METRICS_HOST.default
     for role, port in DEV_METRICS_PORTS.items():
-        name = f"KAFSTASH_METRICS_PORT_{role.upper()}"
+        name = E.METRICS_PORTS[role].name
         if not env.get(name):
             out[name] = str(_free(host, port))
     return out

@@ -195,13 +195,11 @@ def run_sender(settings: Settings) -> None:
 
 
 def _max_metric_hosts(env: dict[str, str]) -> int:
-    from kafstash.schemas.defaults import DEFAULT_MAX_METRIC_HOSTS  # noqa: PLC0415
-
-    raw = env.get("KAFSTASH_METRICS_MAX_HOSTS") or str(DEFAULT_MAX_METRIC_HOSTS)
+    raw = env.get(E.METRICS_MAX_HOSTS.name) or str(E.METRICS_MAX_HOSTS.default)
     try:
         return max(0, int(raw))
     except ValueError as exc:
-        raise ConfigError(f"KAFSTASH_METRICS_MAX_HOSTS must be an integer, got {raw!r}") from exc
+        raise ConfigError(f"{E.METRICS_MAX_HOSTS.name} must be an integer, got {raw!r}") from exc
 
 
 def events_history(settings: Settings, env: dict[str, str] | None = None) -> EventHistory | None:
