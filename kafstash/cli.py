@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 import textwrap
 
@@ -44,15 +43,25 @@ ROLE_HELP = {
 }
 
 
-def _logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    # Client libraries are chatty at INFO (every connection, every rebalance step).
-    for noisy in ("aiokafka", "faust", "mode", "uvicorn.error"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _logging(role: str) -> None:
+    """KAFSTASH_LOG_FORMAT=plain|json (kafstash/log_format.py); roles add their secrets later."""
+    import os  # noqa: PLC0415
+
+    from kafstash.log_format import configure, log_format  # noqa: PLC0415
+
+    configure(log_format(dict(os.environ)), role)
+
+
+def _kafka_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``kafstash status`` and ``kafstash topics create``: they talk to Kafka only."""
+    if args.command == "status":
+        from kafstash.status import run_status  # noqa: PLC0415
+
+        return run_status(settings, watch=args.watch, interval_s=args.interval)
+    from kafstash.provision import ensure_topics  # noqa: PLC0415
+
+    asyncio.run(ensure_topics(settings))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +93,18 @@ def main(argv: list[str] | None = None) -> int:
             epilog=environment.describe(role),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+    status = sub.add_parser(
+        "status",
+        help="groups, members, lag, DLQ and archive of a running deployment",
+        description=textwrap.fill(
+            "Every stage's consumer group, its members and lag per topic (records, and the age of "
+            "the oldest waiting one), the DLQ's size and the archive's last commit, read from "
+            "Kafka and the Iceberg catalog. Exit status 1 when a stage has no member.",
+            92,
+        ),
+    )
+    status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     topics = sub.add_parser(
         "topics",
         help="manage topics",
@@ -121,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     for p in (logs_query, logs_report):
         p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     args = parser.parse_args(argv)
-    _logging()
     try:
+        _logging(args.command)
         if args.command == "dev":
             import os  # noqa: PLC0415
 
@@ -133,13 +154,11 @@ def main(argv: list[str] | None = None) -> int:
             from kafstash.dev import run_dev  # noqa: PLC0415
 
             return run_dev(Settings.from_env(dev=True))
-        # The archive and logs commands read the table only: no users needed.
-        settings = Settings.from_env(dev=True if args.command in ("archive", "logs") else None)
-        if args.command == "topics":
-            from kafstash.provision import ensure_topics  # noqa: PLC0415
-
-            asyncio.run(ensure_topics(settings))
-            return 0
+        # The archive and logs commands read the table only, status reads Kafka: no users needed.
+        readonly = args.command in ("archive", "logs", "status")
+        settings = Settings.from_env(dev=True if readonly else None)
+        if args.command in ("status", "topics"):
+            return _kafka_command(settings, args)
         from kafstash import roles  # noqa: PLC0415
 
         if args.command in ("archive", "logs"):

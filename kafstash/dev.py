@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kafstash.config import Settings
+from kafstash.monitoring import DEV_METRICS_PORTS, dev_metrics_env, metrics_address
 from kafstash.provision import ensure_topics
 from kafstash.readiness import ReadyPipe
 
@@ -40,6 +41,7 @@ def role_env(settings: Settings, bootstrap: str) -> dict[str, str]:
         KAFSTASH_TOPIC_PREFIX=settings.topics.prefix,
         KAFSTASH_PARTITIONS=str(settings.partitions),
     )
+    env.update(dev_metrics_env(env))
     return env
 
 
@@ -48,6 +50,12 @@ def _spawn(role: str, env: dict[str, str], ready: ReadyPipe) -> _Child:
         [sys.executable, "-m", "kafstash", role], env={**env, **ready.env()}, pass_fds=(ready.fd,)
     )
     return _Child(role, proc)
+
+
+def _announce_metrics(env: dict[str, str]) -> None:
+    for role in DEV_METRICS_PORTS:
+        if (address := metrics_address(role, env)) is not None:
+            log.info("%s metrics: %s", role, address.url)
 
 
 class StartupFailed(Exception):
@@ -170,6 +178,7 @@ def run_dev(settings: Settings) -> int:
         except StartupFailed as exc:
             log.error("%s; stopping kafstash dev", exc)
             return 1
+        _announce_metrics(env)
         print(banner(settings), flush=True)
         _supervise(children, env, ready, lambda: stopping)
         return 0

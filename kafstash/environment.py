@@ -231,6 +231,41 @@ KAFKA_LIBS = Var(
     shown="~/.cache/kafstash/kafka-<version>/libs",
 )
 
+METRICS_PORT_API, METRICS_PORT_STREAMS, METRICS_PORT_SENDER, METRICS_PORT_ARCHIVER = (
+    Var(
+        f"KAFSTASH_METRICS_PORT_{role.upper()}",
+        0,
+        f"port of the {role} role's Prometheus /metrics listener; 0 is off",
+        frozenset({role}),
+        shown="0 (off); dev: a free port",
+    )
+    for role in ROLES
+)
+METRICS_PORTS = {
+    API: METRICS_PORT_API,
+    STREAMS: METRICS_PORT_STREAMS,
+    SENDER: METRICS_PORT_SENDER,
+    ARCHIVER: METRICS_PORT_ARCHIVER,
+}
+METRICS_HOST = Var(
+    "KAFSTASH_METRICS_HOST",
+    "127.0.0.1",
+    "address the /metrics listeners bind (0.0.0.0 for a scraper on another host)",
+    frozenset(ROLES),
+)
+METRICS_MAX_HOSTS = Var(
+    "KAFSTASH_METRICS_MAX_HOSTS",
+    defaults.DEFAULT_MAX_METRIC_HOSTS,
+    "destination hosts the sender's metrics name one by one; the rest share the label other",
+    frozenset({SENDER}),
+)
+LOG_FORMAT = Var(
+    "KAFSTASH_LOG_FORMAT",
+    "plain",
+    "plain, or json: one JSON object per log line (timestamp, level, role, logger, message, ids)",
+    EVERY | {DEV_COMMAND},
+)
+
 READY_FD = Var[int | None](
     "KAFSTASH_READY_FD",
     None,

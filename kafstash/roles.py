@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import socket
 import sys
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from kafstash import environment as E
-from kafstash import readiness
+from kafstash import log_format, monitoring, readiness
 from kafstash.config import ConfigError, Settings, archive_maintenance
 from kafstash.producers.api.app import create_app
 from kafstash.producers.api.context import ApiConfig
@@ -32,7 +33,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("kafstash")
 
 
+def _secrets(settings: Settings) -> list[str]:
+    """What a JSON log line must never show: every configured token and signing key."""
+    return [
+        s for u in settings.users for s in (u.token, u.current_signing_key, u.next_signing_key) if s
+    ]
+
+
+def _logs(settings: Settings, role: str) -> str:
+    """Reconfigure the root handler now the users (and so the secrets to scrub) are known."""
+    fmt = log_format.log_format(dict(os.environ))
+    log_format.configure(fmt, role, _secrets(settings))
+    return fmt
+
+
 def run_api(settings: Settings) -> None:
+    _logs(settings, "api")
     config = ApiConfig(
         bootstrap=settings.require_bootstrap,
         topics=settings.topics,
@@ -48,12 +64,16 @@ def run_api(settings: Settings) -> None:
         events_retention_ms=settings.events_retention_ms,
         history=events_history(settings),
     )
+    from kafstash.producers.api import metrics  # noqa: PLC0415
+
+    monitoring.serve("api", metrics.REGISTRY, settings, dict(os.environ))
     server = _ApiServer(
         uvicorn.Config(
             create_app(config),
             host=settings.api_host,
             port=settings.api_port,
             log_level="warning",
+            log_config=None,  # uvicorn's own lines go through our root handler (and format)
             access_log=False,
             loop="uvloop",
             http="httptools",
@@ -83,6 +103,8 @@ class _ApiServer(uvicorn.Server):
 def run_streams(settings: Settings) -> None:
     import faust  # noqa: PLC0415 - faust patches logging at import; only this role needs it
 
+    fmt = _logs(settings, "streams")
+
     app = create_streams_app(
         StreamsConfig(
             bootstrap=settings.require_bootstrap,
@@ -96,6 +118,9 @@ def run_streams(settings: Settings) -> None:
     )
     import uvloop  # noqa: PLC0415
 
+    from kafstash.streams import metrics  # noqa: PLC0415
+
+    monitoring.serve("streams", metrics.REGISTRY, settings, dict(os.environ), ["streams"])
     # faust's worker creates its own loop; the policy makes it uvloop, as in the other roles.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
@@ -107,25 +132,29 @@ def run_streams(settings: Settings) -> None:
             log.info("streams ready (app %s): tables recovered, agents running", app.conf.id)
             readiness.announce("streams")
 
-    worker = Worker(app, loglevel="INFO", quiet=True, logging_config=_FAUST_LOGGING)
+    worker = Worker(
+        app, loglevel="INFO", quiet=True, logging_config=_faust_logging(fmt, _secrets(settings))
+    )
     worker.spinner = None  # its terminal escape codes garble `kafstash dev`'s shared console
     worker.execute_from_commandline()
 
 
-# faust applies this with dictConfig: our lines at INFO in the CLI's format, faust's own at WARNING.
-_FAUST_LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {
-            "format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-            "datefmt": "%H:%M:%S",
-        }
-    },
-    "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"level": "INFO", "handlers": ["default"]},
-    "loggers": {name: {"level": "WARNING"} for name in ("faust", "mode", "aiokafka")},
-}
+def _faust_logging(fmt: str, secrets: list[str]) -> dict[str, object]:
+    """faust applies this with dictConfig: our lines at INFO in the CLI's format (plain or
+    JSON), faust's own at WARNING."""
+    formatter: dict[str, object] = (
+        {"()": log_format.JsonFormatter, "role": "streams", "secrets": secrets}
+        if fmt == "json"
+        else {"format": log_format.PLAIN, "datefmt": log_format.PLAIN_DATEFMT}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "default"}},
+        "root": {"level": "INFO", "handlers": ["default"]},
+        "loggers": {name: {"level": "WARNING"} for name in ("faust", "mode", "aiokafka")},
+    }
 
 
 def _run_until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -147,6 +176,7 @@ def _run_until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 
 def run_sender(settings: Settings) -> None:
+    _logs(settings, "sender")
     cfg = SenderConfig(
         bootstrap=settings.require_bootstrap,
         topics=settings.topics,
@@ -156,15 +186,25 @@ def run_sender(settings: Settings) -> None:
         allow_private_destinations=settings.allow_private_destinations,
         destination_allowlist=settings.destination_allowlist,
         on_ready=lambda: readiness.announce("sender"),
+        max_metric_hosts=_max_metric_hosts(dict(os.environ)),
     )
+    from kafstash.sinks.http import metrics  # noqa: PLC0415
 
+    monitoring.serve("sender", metrics.REGISTRY, settings, dict(os.environ), ["sender"])
     _run_until_signal(lambda stop: Sender(cfg).run(stop))
+
+
+def _max_metric_hosts(env: dict[str, str]) -> int:
+    raw = env.get(E.METRICS_MAX_HOSTS.name) or str(E.METRICS_MAX_HOSTS.default)
+    try:
+        return max(0, int(raw))
+    except ValueError as exc:
+        raise ConfigError(f"{E.METRICS_MAX_HOSTS.name} must be an integer, got {raw!r}") from exc
 
 
 def events_history(settings: Settings, env: dict[str, str] | None = None) -> EventHistory | None:
     """The delivery log behind GET /v2/events past the hot view (KAFSTASH_EVENTS_HISTORY=false
     turns it off): the archiver's catalog, read lazily, so an API without a table answers none."""
-    import os  # noqa: PLC0415
 
     from kafstash.sinks.iceberg.history import IcebergHistory  # noqa: PLC0415 - pyiceberg loads lazily
     from kafstash.sinks.iceberg.table import CatalogConfig  # noqa: PLC0415
@@ -190,7 +230,6 @@ def archiver_config(
     """Archiver settings: KAFSTASH_ARCHIVE_INTERVAL (s), KAFSTASH_ARCHIVE_MAX_ROWS, the catalog.
 
     ``create_dirs=False`` for the read commands, which must not leave state behind."""
-    import os  # noqa: PLC0415
 
     from kafstash.sinks.iceberg.archiver import (  # noqa: PLC0415 - pyiceberg loads only in this role
         ArchiverConfig,
@@ -223,12 +262,15 @@ def archiver_config(
 
 
 def run_archiver(settings: Settings) -> None:
+    _logs(settings, "archiver")
 
+    from kafstash.sinks.iceberg import metrics  # noqa: PLC0415
     from kafstash.sinks.iceberg.archiver import Archiver  # noqa: PLC0415
 
     cfg = dataclasses.replace(
         archiver_config(settings), on_ready=lambda: readiness.announce("archiver")
     )
+    monitoring.serve("archiver", metrics.REGISTRY, settings, dict(os.environ), ["archiver"])
     _run_until_signal(lambda stop: Archiver(cfg).run(stop))
 
 

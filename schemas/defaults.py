@@ -42,3 +42,6 @@ GATE_RECENT_IDS: Final = 200
 DEFAULT_QUEUE_PARALLELISM: Final = 1
 MAX_FLOW_CONTROL_PERIOD_S: Final = 7 * 24 * 3600  # Upstash-Flow-Control-Value period: 1 week
 GLOBAL_PARALLELISM_MAX: Final = 0  # /v2/globalParallelism: 0 = no account-wide limit
+# Destination hosts the sender's metrics name one by one (KAFSTASH_METRICS_MAX_HOSTS); the rest
+# share the label "other", so a fan-out to many hosts cannot blow up Prometheus' series count.
+DEFAULT_MAX_METRIC_HOSTS: Final = 50

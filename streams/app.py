@@ -22,7 +22,7 @@ from kafstash.schemas import codec
 from kafstash.schemas.commands import Cancel, ExpireDedup, Fire, PublishRequest, Schedule
 from kafstash.schemas.schedules import ScheduleSpec, ScheduleState, Tick
 from kafstash.schemas.topics import Topics
-from kafstash.streams import dedup, delay, gate_runtime, schedule
+from kafstash.streams import dedup, delay, gate_runtime, metrics, schedule
 from kafstash.streams.effects import Emit, Step
 from kafstash.streams.groups_view import GroupsView
 from kafstash.streams.timer_index import TimerIndex, run_due
@@ -96,6 +96,7 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     dedup_table = app.Table("dedup", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
     delay_table = app.Table("delay", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
     index = TimerIndex()
+    metrics.watch(index, clock)
     # Schedules: one row per schedule key, written by the spec agent and the Tick case of
     # ``hold``; both run on the partition the key hashes to (same key, same partition count).
     cron_table = app.Table("cron", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
@@ -249,6 +250,7 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     @app.task  # type: ignore[untyped-decorator]
     async def tick_due() -> None:
         async def send(due: int, key: str) -> object:
+            metrics.SCHEDULE_TICKS.inc()
             return await timers.send(
                 key=key.encode(), value=codec.encode(Tick(schedule_key=key, due=due))
             )
@@ -265,6 +267,7 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     @app.task  # type: ignore[untyped-decorator]
     async def fire_due() -> None:
         async def send(due: int, mid: str) -> object:
+            metrics.fired(due, now_ms())
             return await timers.send(
                 key=mid.encode(), value=codec.encode(Fire(message_id=mid, due=due))
             )

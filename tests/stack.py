@@ -23,6 +23,8 @@ from kafstash.provision import ensure_topics
 from kafstash.schemas.users import DEV_USERS
 
 ROLES = ("streams", "sender", "api")
+# Every role a Stack may run (start_role("archiver") adds the fourth), each with a metrics port.
+ALL_ROLES = (*ROLES, "archiver")
 
 
 def free_port() -> int:
@@ -40,6 +42,7 @@ class Stack:
         self.home = home
         self.prefix = f"t{uuid.uuid4().hex[:10]}"
         self.api_port = free_port()
+        self.metrics_ports = {role: free_port() for role in ALL_ROLES}
         self.user = DEV_USERS[0]
         self.env = {
             **os.environ,
@@ -49,6 +52,10 @@ class Stack:
             "KAFSTASH_TOPIC_PREFIX": self.prefix,
             "KAFSTASH_PARTITIONS": str(partitions),
             "KAFSTASH_API_PORT": str(self.api_port),
+            **{
+                f"KAFSTASH_METRICS_PORT_{role.upper()}": str(port)
+                for role, port in self.metrics_ports.items()
+            },
             **(env or {}),
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -57,6 +64,9 @@ class Stack:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    def metrics_url(self, role: str) -> str:
+        return f"http://127.0.0.1:{self.metrics_ports[role]}/metrics"
 
     @property
     def token(self) -> str:

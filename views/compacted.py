@@ -74,6 +74,11 @@ class CompactedView(Generic[T]):
     def get(self, key: str) -> T | None:
         return self._values.get(key)
 
+    def count(self) -> int:
+        """How many keys hold a value. Not ``__len__``: an empty view must stay truthy. A metrics
+        scrape calls this from its own thread, which ``len`` of a dict allows."""
+        return len(self._values)
+
     def scan(self, prefix: str) -> list[tuple[str, T]]:
         """Every (key, value) whose key starts with ``prefix``, in key order."""
         return sorted(((k, v) for k, v in self._values.items() if k.startswith(prefix)), key=_first)

@@ -25,6 +25,7 @@ from kafstash.producers.api import (
     flow_control,
     groups,
     keys,
+    metrics,
     openapi,
     queues,
     schedules,
@@ -107,6 +108,7 @@ class Api(ApiContext):
             self.message_state = event_message_state(
                 events_view.latest_state, pending_message_state(view)
             )
+            metrics.watch_dlq(dlq_view.count)
             log.info("api ready")
             yield
 
@@ -300,7 +302,7 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
     return Starlette(
         routes=routes,
         lifespan=api.lifespan,
-        middleware=[Middleware(HeaderLimits)],
+        middleware=[Middleware(metrics.RequestMetrics), Middleware(HeaderLimits)],
         exception_handlers={
             ApiError: handle_api_error,
             HTTPException: _http_error,

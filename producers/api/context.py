@@ -20,7 +20,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from kafstash.producers.api import destination, keys
+from kafstash.producers.api import destination, keys, metrics
 from kafstash.producers.api.auth import Authenticator
 from kafstash.producers.api.errors import (
     ApiError,
@@ -163,6 +163,7 @@ class ApiContext:
         records = [(topic, request_key(r).encode(), codec.encode(r)) for r in requests]
         try:
             await self.log.append_many(records)
+            metrics.PUBLISH_ACKS.inc(len(records))
             results: list[tuple[str, bool]] = []
             for r in requests:
                 if not r.reply:
@@ -173,8 +174,10 @@ class ApiContext:
                 results.append((decision.message_id, decision.deduplicated))
         except LogUnavailable as exc:
             log.warning("append failed: %s", exc)
+            metrics.UNAVAILABLE.labels("kafka").inc()
             raise Unavailable("Kafka is unavailable; the message may not be stored, retry") from exc
         except TimeoutError as exc:
+            metrics.UNAVAILABLE.labels("decision").inc()
             raise Unavailable(
                 "accepted, but the deduplication decision did not arrive in time; "
                 "retrying with the same deduplication id is safe"

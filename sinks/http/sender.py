@@ -30,7 +30,11 @@ from kafstash.schemas import codec
 from kafstash.schemas import headers as h
 from kafstash.schemas.addresses import Allowlist
 from kafstash.schemas.commands import DeliveryDue
-from kafstash.schemas.defaults import DEFAULT_TIMEOUT_MS, MAX_TOPIC_MESSAGE_BYTES
+from kafstash.schemas.defaults import (
+    DEFAULT_MAX_METRIC_HOSTS,
+    DEFAULT_TIMEOUT_MS,
+    MAX_TOPIC_MESSAGE_BYTES,
+)
 from kafstash.schemas.retry_delay import parse_retry_delay
 from kafstash.schemas.topics import Topics
 from kafstash.schemas.users import User
@@ -41,6 +45,7 @@ from kafstash.sinks.http.guard import (
     refusal_of,
 )
 from kafstash.sinks.http.keys import SigningKeyBook, keys_view
+from kafstash.sinks.http.metrics import SenderMetrics
 from kafstash.sinks.http.offsets import OffsetTracker
 from kafstash.sinks.http.outcome import DeadLetter, Outcome, classify
 from kafstash.sinks.http.report import RESPONSE_BODY_LIMIT, Record, after_attempt, header_lists
@@ -61,6 +66,7 @@ class SenderConfig:
     allow_private_destinations: bool = False
     destination_allowlist: Allowlist = field(default_factory=Allowlist)
     on_ready: Callable[[], None] | None = None  # called once the consumer is in its group
+    max_metric_hosts: int = DEFAULT_MAX_METRIC_HOSTS
 
 
 _SESSION_TIMEOUT_S = 10.0
@@ -87,6 +93,7 @@ class Sender:
         self.clock = clock
         # Signing keys: the configured ones until a rotation on the keys topic replaces them.
         self._keys = SigningKeyBook(cfg.users, keys_view(cfg.bootstrap, cfg.topics.keys))
+        self.metrics = SenderMetrics(cfg.max_metric_hosts)
         self._resources = contextlib.AsyncExitStack()
         # One tracker per owned partition; a revocation removes it before it drains, which is
         # how the poll loop learns to start nothing more of that partition.
@@ -307,8 +314,7 @@ class Sender:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _deliver(self, due: DeliveryDue) -> list[Record]:
-        assert self._http is not None
+    def _out_headers(self, due: DeliveryDue) -> dict[str, str]:
         m = due.message
         signing_key = self._keys.current(m.user_id)
         out_headers: dict[str, str] = {}
@@ -331,10 +337,18 @@ class Sender:
                 body=m.body,
                 now_s=int(self.clock()),
             )
+        return out_headers
+
+    async def _deliver(self, due: DeliveryDue) -> list[Record]:
+        assert self._http is not None
+        m = due.message
+        out_headers = self._out_headers(due)
         timeout_s = (m.timeout_ms or DEFAULT_TIMEOUT_MS) / 1000
         started = time.monotonic()
         started_ms = int(self.clock() * 1000)
         status: int | None = None
+        first_byte_ms: int | None = None
+        timed_out = False
         resp_headers: list[tuple[str, str]] = []  # as received: a name may repeat
         resp_body: bytes | None = None
         error: str | None = None
@@ -357,11 +371,13 @@ class Sender:
                 allow_redirects=False,
             ) as resp:
                 status = resp.status
+                first_byte_ms = int(self.clock() * 1000)
                 resp_headers = list(resp.headers.items())
                 resp_body = await resp.content.read(RESPONSE_BODY_LIMIT)
         except DestinationRefused as exc:
             refused = exc.reason
         except TimeoutError:
+            timed_out = True
             error = f"timeout after {timeout_s:g}s"
         except aiohttp.ClientError as exc:
             refused = refusal_of(exc)
@@ -370,7 +386,12 @@ class Sender:
         if refused is not None:
             error = f"destination refused: {refused}"
             # Operators need to see this: it usually means a missing allowlist entry.
-            log.warning("message %s: %s (failed, not retried)", m.message_id, error)
+            log.warning(
+                "message %s: %s (failed, not retried)",
+                m.message_id,
+                error,
+                extra={"message_id": m.message_id, "schedule_id": m.schedule_id},
+            )
         duration_ms = int((time.monotonic() - started) * 1000)
         now_ms = int(self.clock() * 1000)
         retry_delay = (
@@ -390,6 +411,23 @@ class Sender:
                 now_ms=now_ms,
             )
         )
+        self.metrics.attempt(
+            m.url,
+            outcome,
+            status=status,
+            timed_out=timed_out,
+            due_ms=due.due,
+            first_byte_ms=first_byte_ms,
+            created_ms=m.created_at,
+            now_ms=now_ms,
+        )
+        if isinstance(outcome, DeadLetter):
+            log.info(
+                "message %s moved to the DLQ: %s",
+                m.message_id,
+                outcome.reason,
+                extra={"message_id": m.message_id, "schedule_id": m.schedule_id},
+            )
         if error is None and status is not None and not 200 <= status < 300:
             error = f"HTTP {status}"
         return after_attempt(

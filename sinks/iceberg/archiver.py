@@ -43,6 +43,7 @@ from pyiceberg.table import Table
 from kafstash.schemas import codec
 from kafstash.schemas.events import MessageEvent
 from kafstash.schemas.topics import Topics
+from kafstash.sinks.iceberg import metrics
 from kafstash.sinks.iceberg.checkpoint import CommitProperties, OffsetsMoved, latest_offsets
 from kafstash.sinks.iceberg.maintain import files_per_day, run_plan
 from kafstash.sinks.iceberg.rows import Row, to_arrow, to_row
@@ -130,6 +131,9 @@ class Archiver:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._table = await asyncio.to_thread(open_table, self.cfg.catalog)
+        metrics.watch(lambda: self.buffered)
+        if (snapshot := self._table.current_snapshot()) is not None:
+            metrics.committed(snapshot.timestamp_ms / 1000)
         self._consumer.subscribe([self.topic], listener=_Rebalance(self))
         await self._consumer.start()
         log.info(
@@ -253,6 +257,7 @@ class Archiver:
             return 0
         for s in parts.values():
             s.start, s.rows = s.end, []
+        metrics.committed(time.time(), len(rows))
         log.info(
             "archived %d rows (%s) in %.0f ms",
             len(rows),

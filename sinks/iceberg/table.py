@@ -198,6 +198,17 @@ def open_existing_table(cfg: CatalogConfig) -> Table:
 _SQLITE = "sqlite:///"
 
 
+def last_commit_ms(cfg: CatalogConfig) -> int | None:
+    """When the table's current snapshot was committed; None if it has none (or there is no
+    table yet). Creates nothing, like :func:`open_existing_table`."""
+    try:
+        table = open_existing_table(cfg)
+    except NoDeliveryLog:
+        return None
+    snapshot = table.current_snapshot()
+    return None if snapshot is None else int(snapshot.timestamp_ms)
+
+
 def summaries(table: Table) -> Iterator[Mapping[str, str]]:
     """Summary properties of the current snapshot and its ancestors, newest first."""
     current = table.current_snapshot()

@@ -75,6 +75,20 @@ def _wait_ready(proc: subprocess.Popen[str], port: int, log: Path, timeout: floa
     raise AssertionError(f"kafstash dev not ready:\n{log.read_text()}")
 
 
+def _scrape(url: str, timeout: float = 60) -> str:
+    """A role's /metrics; the archiver may still be importing pyiceberg when others are ready."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            r = httpx.get(url, timeout=5)
+            r.raise_for_status()
+            return r.text
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def test_kafstash_dev_serves_the_sdks_and_stops_cleanly(
     dev: tuple[subprocess.Popen[str], int, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -91,6 +105,9 @@ def test_kafstash_dev_serves_the_sdks_and_stops_cleanly(
     banner_at = text.index(BANNER)
     for line in READY_LINES:
         assert 0 <= text.find(line) < banner_at, f"{line!r} not before the banner:\n{text}"
+    for role in ("api", "streams", "sender", "archiver"):
+        [url] = re.findall(rf"{role} metrics: (http://127\.0\.0\.1:\d+/metrics)", text)
+        assert "process_cpu_seconds_total" in _scrape(url)
 
     sink = Sink(user.current_signing_key, user.next_signing_key)
     sink.start()

@@ -29,8 +29,9 @@ def _canary(tag: str) -> str:
     return f"canary{tag}{uuid.uuid4().hex}"
 
 
+@pytest.mark.parametrize("log_format", ["plain", "json"])
 def test_token_keys_and_signatures_are_never_logged_or_stored(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, log_format: str
 ) -> None:
     user = User(
         user_id="canaryUser",
@@ -42,7 +43,10 @@ def test_token_keys_and_signatures_are_never_logged_or_stored(
     stack = Stack(
         kafka_bootstrap,
         tmp_path,
-        env={"KAFSTASH_USERS": msgspec.json.encode([user]).decode()},
+        env={
+            "KAFSTASH_USERS": msgspec.json.encode([user]).decode(),
+            "KAFSTASH_LOG_FORMAT": log_format,
+        },
     )
     stack.user = user
     sink = RecordingSink(current_key=user.current_signing_key, next_key=user.next_signing_key)
@@ -137,4 +141,23 @@ def test_token_keys_and_signatures_are_never_logged_or_stored(
     ]
     assert hits == [], "\n".join(hits)
     assert sum(len(p.read_bytes()) for p in logs) > 0
+    # Message data (here a forwarded header, stored in the topics above) is never logged either.
+    assert not [p.name for p in logs if forwarded_secret.encode() in p.read_bytes()]
+    if log_format == "json":
+        _assert_json_lines(logs)
     json.dumps(hits)  # hits stay printable for the report above
+
+
+def _assert_json_lines(logs: list[Path]) -> None:
+    """Every line of every role's log is one JSON object naming its role; the dead letter's
+    line carries its message id."""
+    ids: list[str] = []
+    for path in logs:
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            assert isinstance(entry, dict), line
+            assert {"timestamp", "level", "role", "logger", "message"} <= set(entry), line
+            assert entry["role"] == path.stem, line
+            if "message_id" in entry:
+                ids.append(entry["message_id"])
+    assert any(i.startswith("msg_") for i in ids), "no line carried a message id"
