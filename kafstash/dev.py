@@ -107,7 +107,8 @@ def banner(settings: Settings) -> str:
             f'QSTASH_CURRENT_SIGNING_KEY="{user.current_signing_key}"',
             f'QSTASH_NEXT_SIGNING_KEY="{user.next_signing_key}"',
             "",
-            f"State lives in {settings.home}. Stop with Ctrl-C.",
+            f"Console: {url}/console/ (log in with the token). State lives in {settings.home}.",
+            "Stop with Ctrl-C.",
             "",
         ]
     )

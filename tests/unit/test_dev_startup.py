@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 from aiokafka.errors import GroupAuthorizationFailedError, GroupCoordinatorNotAvailableError
 
-from kafstash.dev import StartupFailed, _Child, wait_until_ready
+from kafstash.config import Settings
+from kafstash.dev import StartupFailed, _Child, banner, wait_until_ready
 from kafstash.provision import wait_for_group_coordinators
 from kafstash.readiness import READY_FD_ENV, ReadyPipe, announce
 
@@ -140,3 +141,13 @@ async def test_provisioning_gives_up_waiting_with_a_warning(
     await wait_for_group_coordinators(admin, ["a", "b"], timeout_s=60, clock=lambda: next(now))  # type: ignore[arg-type]
     assert "no group coordinator for a after 60s" in caplog.text
     assert "b" not in admin.asked
+
+
+def test_the_banner_names_the_api_the_dev_credentials_and_the_console() -> None:
+    settings = Settings.from_env({}, dev=True)
+    text = banner(settings)
+    url = f"http://{settings.api_host}:{settings.api_port}"
+    assert f'QSTASH_URL="{url}"' in text
+    assert f'QSTASH_TOKEN="{settings.users[0].token}"' in text
+    assert f"{url}/console/" in text
+    assert str(settings.home) in text
