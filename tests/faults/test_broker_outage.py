@@ -23,9 +23,7 @@ from tests.faults.ledger import Ledger, check, client, drain, publish, steady
 from tests.sink import Sink
 from tests.stack import Stack
 
-# The tests that start brokers of their own (JVMs) run one after another in one worker, each
-# beside at most one lighter test (pyproject's addopts, tests/conftest.py "parallel runs").
-pytestmark = [pytest.mark.broker, pytest.mark.xdist_group("own-brokers")]
+pytestmark = pytest.mark.broker
 
 RATE = 25.0  # publishes per second, open loop
 WARMUP_S = 3.0

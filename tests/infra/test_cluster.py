@@ -17,9 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from kafstash.infra.kafka import LocalCluster
 
-# The tests that start brokers of their own (JVMs) run one after another in one worker, each
-# beside at most one lighter test (pyproject's addopts, tests/conftest.py "parallel runs").
-pytestmark = [pytest.mark.broker, pytest.mark.xdist_group("own-brokers")]
+pytestmark = pytest.mark.broker
 
 
 async def create_topic(bootstrap: str, name: str) -> None:
