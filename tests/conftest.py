@@ -90,3 +90,30 @@ def route(request: pytest.FixtureRequest) -> Callable[[str], str]:
 
 
 import uuid  # noqa: E402
+
+# ============================================================================== parallel runs
+# pyproject's addopts run the suite on pytest-xdist workers with `--dist loadgroup`: tests go
+# to whichever worker is free, one by one, except those pinned to a group. A test that uses a
+# module-scoped fixture (a module's shared stack, a scenario run once and judged by several
+# tests) is pinned to its module's group here, so that fixture starts once, in one worker;
+# a module needs no mark of its own to share a stack. The fault scenarios (kills, restarts,
+# brokers of their own: tests/faults, tests/infra) form one group: they run one at a time,
+# each beside at most one lighter test, since two recoveries at once starve each other on
+# 2 cores. Each worker is its own session with its own session broker (~0.6 GB, a few seconds
+# to start): tests never kill that one.
+
+SERIAL_DIRS = ("tests/faults/", "tests/infra/")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist turns the marks into the groups' node ids
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(SERIAL_DIRS):
+            item.add_marker(pytest.mark.xdist_group("faults"))
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or any(item.iter_markers("xdist_group")):
+            continue
+        scopes = {d.scope for defs in info.name2fixturedefs.values() for d in defs}
+        if scopes & {"class", "module", "package"}:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

@@ -117,10 +117,16 @@ class Stack:
         if role == "api":
             self.wait_api()
 
-    def stop(self) -> None:
+    def stop(self, *, graceful: bool = True) -> None:
+        """SIGTERM every role and wait for its clean drain; ``graceful=False`` SIGKILLs instead.
+
+        A fixture's teardown needs no drain (nothing reads the stack afterwards) and a faust
+        worker's takes seconds, once per stack; a test that checks a clean stop calls ``stop()``.
+        """
+        sig = signal.SIGTERM if graceful else signal.SIGKILL
         for proc in self.procs.values():
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(sig)
         for role, proc in self.procs.items():
             try:
                 proc.wait(15)
@@ -134,7 +140,7 @@ class Stack:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.stop()
+        self.stop(graceful=False)
 
     def tail(self, role: str, lines: int = 40) -> str:
         path = self.logs.get(role)

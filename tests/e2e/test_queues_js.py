@@ -18,6 +18,13 @@ pytestmark = [pytest.mark.broker, pytest.mark.js]
 WAIT = 60
 
 
+@pytest.fixture(scope="module")
+def stack(module_stack: Stack) -> Stack:
+    """This module's tests share one kafstash (tests/conftest.py, ``module_stack``): each uses
+    its own queue, flow-control key and URL group names, and none expects an empty list."""
+    return module_stack
+
+
 @pytest.fixture
 def js(stack: Stack) -> JsSdk:
     return JsSdk(stack.base_url, stack.token)

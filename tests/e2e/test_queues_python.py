@@ -17,6 +17,13 @@ from tests.stack import Stack
 pytestmark = pytest.mark.broker
 
 
+@pytest.fixture(scope="module")
+def stack(module_stack: Stack) -> Stack:
+    """This module's tests share one kafstash (tests/conftest.py, ``module_stack``): each uses
+    its own queue, flow-control key and URL group names, and none expects an empty list."""
+    return module_stack
+
+
 @pytest.fixture
 def client(stack: Stack) -> Iterator[QStash]:
     c = QStash(stack.token, base_url=stack.base_url)
