@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from kafstash.producers.api import (
     cancel,
+    collector,
     dlq,
     events,
     flow_control,
@@ -106,7 +107,9 @@ class Api(ApiContext):
             self.message_state = event_message_state(
                 events_view.latest_state, pending_message_state(view)
             )
-            log.info("api ready")
+            stack.enter_context(collector.PauseWatch())
+            frozen = collector.settle()  # the views are loaded: keep full collections off them
+            log.info("api ready (%d objects frozen out of garbage collection)", frozen)
             yield
 
     # -- routes ------------------------------------------------------------------------------
