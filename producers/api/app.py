@@ -109,6 +109,7 @@ class Api(ApiContext):
             )
             stack.enter_context(collector.PauseWatch())
             frozen = collector.settle()  # the views are loaded: keep full collections off them
+            await stack.enter_async_context(collector.Refreeze())  # and what they add later
             log.info("api ready (%d objects frozen out of garbage collection)", frozen)
             yield
 

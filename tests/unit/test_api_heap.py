@@ -8,6 +8,7 @@ what was loaded.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import Iterator
@@ -88,3 +89,18 @@ def test_pause_watch_logs_a_long_collection(caplog: pytest.LogCaptureFixture) ->
     assert watch.longest_s > 0
     assert "generation 2 collection paused the event loop" in caplog.text
     assert "collections" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.usefixtures("unfreeze")
+async def test_refreeze_freezes_what_the_views_added_since() -> None:
+    gc.collect()
+    gc.freeze()
+    before = gc.get_freeze_count()
+    grown = [[i] for i in range(1000)]  # entries a view added while the API ran
+    async with collector.Refreeze(every_s=0.01):
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if gc.get_freeze_count() >= before + len(grown):
+                break
+    assert gc.get_freeze_count() >= before + len(grown)
+    assert not any(obj is grown for g in range(3) for obj in gc.get_objects(generation=g))
