@@ -104,12 +104,19 @@ class DecisionWaiter:
 
 
 class MessagesView:
-    """Pending messages by id, rebuilt from the compacted ``messages`` topic on every start."""
+    """Pending messages by id, rebuilt from the compacted ``messages`` topic on every start.
+
+    Each message is kept as its encoded record (bytes) with its owner, not as a decoded
+    ``Message``: a decoded one is six objects the cyclic garbage collector tracks, and with
+    every pending message in memory its full collections scanned them all, stalling the event
+    loop for 100 ms to seconds (docs/architecture.md, "Publish path"). ``bytes`` and a tuple of
+    atomic values are not tracked; a message is decoded only when a route reads it.
+    """
 
     _RECENT_TOMBSTONES = 10_000
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self._messages: dict[str, Message] = {}
+        self._messages: dict[str, tuple[str, bytes]] = {}  # id -> (user id, encoded Message)
         # Ids finished before our own local insert could land; keeps a stale entry from reappearing.
         self._gone: OrderedDict[str, None] = OrderedDict()
         self._follower = TopicFollower(bootstrap, topic, self._on_record, from_beginning=True)
@@ -125,11 +132,14 @@ class MessagesView:
         await self._follower.__aexit__(et, e, tb)
 
     def get(self, message_id: str) -> Message | None:
-        return self._messages.get(message_id)
+        entry = self._messages.get(message_id)
+        return None if entry is None else codec.decode(entry[1], Message)
 
     def pending(self, user_id: str) -> list[Message]:
         """Every pending message of ``user_id`` (bulk cancel); a snapshot, safe to iterate."""
-        return [m for m in self._messages.values() if m.user_id == user_id]
+        return [
+            codec.decode(raw, Message) for owner, raw in self._messages.values() if owner == user_id
+        ]
 
     def finished(self, message_id: str) -> bool:
         """Whether ``message_id`` was seen leaving the pending set (among the recent ones)."""
@@ -138,7 +148,7 @@ class MessagesView:
     def remember(self, message: Message) -> None:
         """Read-your-writes for this API instance, before the topic round trip completes."""
         if message.message_id not in self._gone:
-            self._messages[message.message_id] = message
+            self._messages[message.message_id] = (message.user_id, codec.encode(message))
 
     def forget(self, message_id: str) -> None:
         self._messages.pop(message_id, None)
@@ -151,7 +161,8 @@ class MessagesView:
             return
         if value is None:
             self.forget(key.decode())
-        elif key.decode() not in self._gone:
+        elif (message_id := key.decode()) not in self._gone:
             # A cancel can overtake the message's own record (the API cancels right after the
             # publish answered): a record arriving after the id went is stale, not a revival.
-            self._messages[key.decode()] = codec.decode(value, Message)
+            # Decoded once to refuse an unreadable record here, not in a later route.
+            self._messages[message_id] = (codec.decode(value, Message).user_id, value)

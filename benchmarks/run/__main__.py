@@ -58,6 +58,19 @@ async def measure(bench: Bench) -> Results:
     return Results(base, pub, drained, pipe, e2e, dups, runs)
 
 
+@dataclass(frozen=True)
+class PublishOnly:
+    """``--only publish``: the baselines and the publish phase, nothing after them."""
+
+    base: baselines.Baselines
+    pub: publish.Publish
+
+
+async def measure_publish(bench: Bench) -> PublishOnly:
+    async with bench.connected():
+        return PublishOnly(await baselines.run(bench), await publish.run(bench))
+
+
 def table(r: Results, bench: Bench) -> list[Row]:
     return [
         *publish.rows(r.pub, r.base, len(bench.body)),
@@ -90,7 +103,7 @@ def details(r: Results, bench: Bench) -> list[str]:
     return out
 
 
-def figures(r: Results, bench: Bench) -> Figures:
+def figures(r: Results | PublishOnly, bench: Bench) -> Figures:
     """Every figure of the table (and a few more) as one flat object, for ``--json FILE``."""
     meta = {
         "profile": bench.prof.name,
@@ -98,6 +111,8 @@ def figures(r: Results, bench: Bench) -> Figures:
         "date": bench.facts[0].split(":", 1)[1].strip() if bench.facts else None,
         "seconds": round(time.monotonic() - bench.began, 1),
     }
+    if isinstance(r, PublishOnly):
+        return merge(meta, baselines.figures(r.base), publish.figures(r.pub, r.base))
     return merge(
         meta,
         baselines.figures(r.base),
@@ -110,13 +125,16 @@ def figures(r: Results, bench: Bench) -> Figures:
     )
 
 
-def cpu_per_message(r: Results) -> list[str]:
+def cpu_per_message(r: Results | PublishOnly) -> list[str]:
     def us(cpu: dict[str, float]) -> str:
         ranked = sorted(cpu.items(), key=lambda kv: -kv[1])
         return ", ".join(f"{name} {v:,.0f}" for name, v in ranked) or "n/a (no message)"
 
+    first = f"publish, API alone (wrk; per accepted publish): {us(r.pub.cpu)}"
+    if isinstance(r, PublishOnly):
+        return [first]
     return [
-        f"publish, API alone (wrk; per accepted publish): {us(r.pub.cpu)}",
+        first,
         f"raw aiokafka pass-through (per record): {us(r.drains.passthrough_cpu)}",
         f"stream workers alone (per DeliveryDue, after start-up): {us(r.drains.streams_cpu)}",
         f"sender alone (per delivery, after start-up): {us(r.drains.sender_cpu)}",
@@ -124,18 +142,29 @@ def cpu_per_message(r: Results) -> list[str]:
     ]
 
 
-def report(r: Results, bench: Bench) -> None:
+def report(r: Results | PublishOnly, bench: Bench) -> None:
     total = time.monotonic() - bench.began
+    if isinstance(r, PublishOnly):
+        rows = publish.rows(r.pub, r.base, len(bench.body))
+        notes = [
+            wrk_note("wrk hello", r.base.wrk_hello),
+            wrk_note("wrk publish", r.pub.wrk),
+            *(open_loop_note(f"open-loop hello {k}/s", v) for k, v in r.base.hello_lat.items()),
+            *(open_loop_note(f"open-loop publish {k}/s", v) for k, v in r.pub.latency.items()),
+        ]
+        cpu = [cpu_per_message(r)[0]]
+    else:
+        rows, notes, cpu = table(r, bench), details(r, bench), cpu_per_message(r)
     print()
     print(
         f"kafstash benchmarks ({bench.prof.name} run, {total:.0f} s, all on 127.0.0.1; "
         f"ratio = value ÷ baseline value)"
     )
     print()
-    print(render(table(r, bench)))
+    print(render(rows))
     print()
     print("Details:")
-    for line in details(r, bench):
+    for line in notes:
         print(f"- {line}")
     print()
     print("CPU per process during each phase (% of one core; 2 cores = 200%):")
@@ -143,11 +172,12 @@ def report(r: Results, bench: Bench) -> None:
         print(f"- {line}")
     print()
     print("CPU-µs per message, per process (its CPU time over the phase ÷ messages through it):")
-    for line in cpu_per_message(r):
+    for line in cpu:
         print(f"- {line}")
     if bench.pyspy.summaries:
         print()
-        print("py-spy (CPU samples while draining the backlog):")
+        what = "during the publish wrk run" if bench.args.only else "while draining the backlog"
+        print(f"py-spy (CPU samples {what}):")
         for line in bench.pyspy.summaries:
             print(f"- {line}")
 
@@ -171,8 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         "--py-spy",
         type=Path,
         metavar="DIR",
-        help="profile the stream workers and the sender while they drain the backlog "
+        help="profile the stream workers and the sender while they drain the backlog, or the "
+        "API during the publish wrk run with --only publish "
         "(needs py-spy; raw profiles go to DIR, a summary is printed)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["publish"],
+        help="run the baselines and this phase only (to iterate on it)",
     )
     parser.add_argument(
         "--budget",
@@ -191,12 +227,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also write every figure as one flat JSON object (keys: benchmarks/README.md)",
     )
     args = parser.parse_args(argv)
-    results: Results | None = None
+    results: Results | PublishOnly | None = None
     with child_processes("kafstash-bench-") as (procs, workdir):
         bench = Bench(profile(args), args, procs, workdir)
         try:
             bench.setup()
-            results = uvloop.run(measure(bench))
+            run = measure_publish(bench) if args.only == "publish" else measure(bench)
+            results = uvloop.run(run)
         except KeyboardInterrupt:
             print("\ninterrupted; stopping everything", file=sys.stderr)
             return 130

@@ -37,6 +37,9 @@ async def run(bench: Bench) -> Publish:
     if warm.ok == 0:
         raise RuntimeError(f"warm-up publishes failed: {warm.errors}\n{pub.tail('api')}")
     name = "publish: wrk → kafstash (API alone)"
+    # Only with --only publish: the whole run profiles the stages that drain, not the API.
+    profiled = bench.args.only == "publish"
+    detach = await bench.pyspy.attach("api", pub.procs["api"].pid) if profiled else None
     wrk = await bench.phase(
         name,
         run_wrk(
@@ -50,6 +53,8 @@ async def run(bench: Bench) -> Publish:
             workdir=bench.workdir,
         ),
     )
+    if detach is not None:
+        await detach()
     latency: dict[int, OpenLoopResult] = {}
     for rate in p.open_rates:
         latency[rate] = await bench.phase(

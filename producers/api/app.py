@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from kafstash.producers.api import (
     cancel,
+    collector,
     console,
     dlq,
     events,
@@ -109,7 +110,10 @@ class Api(ApiContext):
                 events_view.latest_state, pending_message_state(view)
             )
             metrics.watch_dlq(dlq_view.count)
-            log.info("api ready")
+            stack.enter_context(collector.PauseWatch())
+            frozen = collector.settle()  # the views are loaded: keep full collections off them
+            await stack.enter_async_context(collector.Refreeze())  # and what they add later
+            log.info("api ready (%d objects frozen out of garbage collection)", frozen)
             yield
 
     # -- routes ------------------------------------------------------------------------------
