@@ -227,13 +227,15 @@ def main(argv: list[str] | None = None) -> int:
         help="also write every figure as one flat JSON object (keys: benchmarks/README.md)",
     )
     args = parser.parse_args(argv)
-    results: Results | PublishOnly | None = None
+    results: Results | PublishOnly
     with child_processes("kafstash-bench-") as (procs, workdir):
         bench = Bench(profile(args), args, procs, workdir)
         try:
             bench.setup()
-            run = measure_publish(bench) if args.only == "publish" else measure(bench)
-            results = uvloop.run(run)
+            if args.only == "publish":
+                results = uvloop.run(measure_publish(bench))
+            else:
+                results = uvloop.run(measure(bench))
         except KeyboardInterrupt:
             print("\ninterrupted; stopping everything", file=sys.stderr)
             return 130

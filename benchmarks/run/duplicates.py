@@ -10,14 +10,13 @@ duplicate at the sink with none in the topic was made by the sender.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import ConsumerRecord
 
 from benchmarks.run.context import Bench
 from benchmarks.run.figures import Figures, tally_by_phase
-from benchmarks.run.kafka import partitions
+from benchmarks.run.kafka import read_to_end
 from benchmarks.run.report import Row
 from kafstash.schemas import codec
 from kafstash.schemas.commands import DeliveryDue
@@ -63,27 +62,14 @@ async def count(bench: Bench, appended: dict[str, int]) -> dict[str, PhaseCount]
 
 
 async def _first_attempt_nonces(bench: Bench) -> list[str]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bench.bootstrap, enable_auto_commit=False)
-    await consumer.start()
     out: list[str] = []
-    try:
-        tps = await partitions(consumer, bench.topics.deliveries)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if ends[tp] > 0}
-        deadline = time.monotonic() + 30
-        while pending and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-            for tp, records in batch.items():
-                for rec in records:
-                    due = codec.decode(rec.value, DeliveryDue)
-                    if due.retried == 0:
-                        out.append(due.message.body[:64].split(b" ", 1)[0].decode())
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    pending.discard(tp)
-    finally:
-        await consumer.stop()
+
+    def first_attempt(rec: ConsumerRecord) -> None:
+        due = codec.decode(rec.value, DeliveryDue)
+        if due.retried == 0:
+            out.append(due.message.body[:64].split(b" ", 1)[0].decode())
+
+    await read_to_end(bench.bootstrap, bench.topics.deliveries, first_attempt, deadline_s=30)
     return out
 
 

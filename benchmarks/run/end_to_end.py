@@ -11,13 +11,13 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import ConsumerRecord
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
 from benchmarks.harness import OpenLoopResult, histogram, pct_ms
 from benchmarks.run.context import BUDGET, Bench, Profile
 from benchmarks.run.figures import Figures, number, rate_key
-from benchmarks.run.kafka import partitions
+from benchmarks.run.kafka import read_to_end
 from benchmarks.run.publish import Publish
 from benchmarks.run.report import Row, fmt_ms, fmt_ratio
 from kafstash.schemas import codec
@@ -75,31 +75,18 @@ async def _hops(bench: Bench, recv_wall_ns: dict[str, int]) -> str:
 
     created (API accepted) → DeliveryDue record (stream workers' producer) → sink receipt.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bench.bootstrap, enable_auto_commit=False)
-    await consumer.start()
     a_hops: list[float] = []
     b_hops: list[float] = []
-    try:
-        tps = await partitions(consumer, bench.topics.deliveries)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if ends[tp] > 0}
-        deadline = time.monotonic() + 20
-        while pending and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-            for tp, records in batch.items():
-                for rec in records:
-                    if rec.value and b"/e2e/m" in rec.value:
-                        due = codec.decode(rec.value, DeliveryDue)
-                        nonce = due.message.body.split(b" ", 1)[0].decode()
-                        if nonce in recv_wall_ns:
-                            a_hops.append(rec.timestamp - due.message.created_at)
-                            b_hops.append(recv_wall_ns[nonce] / 1e6 - rec.timestamp)
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    pending.discard(tp)
-    finally:
-        await consumer.stop()
+
+    def hop(rec: ConsumerRecord) -> None:
+        if rec.value and b"/e2e/m" in rec.value:
+            due = codec.decode(rec.value, DeliveryDue)
+            nonce = due.message.body.split(b" ", 1)[0].decode()
+            if nonce in recv_wall_ns:
+                a_hops.append(rec.timestamp - due.message.created_at)
+                b_hops.append(recv_wall_ns[nonce] / 1e6 - rec.timestamp)
+
+    await read_to_end(bench.bootstrap, bench.topics.deliveries, hop, deadline_s=20)
     if not a_hops:
         return "no DeliveryDue records found for the e2e messages"
 

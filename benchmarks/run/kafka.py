@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from benchmarks.harness import HOST
 from kafstash.producers.api.publish import HeaderView, PublishLimits, build_request
@@ -172,3 +173,28 @@ async def partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartit
         await consumer._client.force_metadata_update()
         parts = consumer.partitions_for_topic(topic) or set()
     return [TopicPartition(topic, p) for p in sorted(parts)]
+
+
+async def read_to_end(
+    bootstrap: str, topic: str, on_record: Callable[[ConsumerRecord], None], deadline_s: float
+) -> None:
+    """Hand every record the topic holds now to ``on_record``, in batches; give up after
+    ``deadline_s`` (a figure computed from what was read is then partial, not wrong)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = await partitions(consumer, topic)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        pending = {tp for tp in tps if ends[tp] > 0}
+        deadline = time.monotonic() + deadline_s
+        while pending and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, records in batch.items():
+                for rec in records:
+                    on_record(rec)
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
