@@ -65,7 +65,9 @@ def wait_isr(cluster: LocalCluster, topic: str, size: int, timeout: float = 60) 
     deadline = time.monotonic() + timeout
     isr: list[int] = []
     while time.monotonic() < deadline:
-        _leader, isr = cluster.partitions(topic)[0]
+        # Right after CreateTopics the node asked may not have the topic's metadata yet: no
+        # partition 0 is "not there yet", like a short ISR.
+        _leader, isr = cluster.partitions(topic).get(0, (-1, []))
         if len(isr) == size:
             return isr
         time.sleep(0.5)
