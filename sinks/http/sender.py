@@ -172,16 +172,22 @@ class Sender:
     async def _poll_once(self) -> None:
         batch = await self._consumer.getmany(timeout_ms=200, max_records=self.cfg.concurrency)
         owned = self._consumer.assignment()
+        # Every tracker of the batch is taken before the first await: a revocation during a
+        # later wait pops it, and the identity check below sees that. Taking one per partition
+        # inside the loop made a fresh tracker for a partition drain had just given up, and
+        # its records were delivered here and again by the next owner.
+        trackers = {
+            tp: self._trackers.setdefault(tp, OffsetTracker()) for tp in batch if tp in owned
+        }
         for tp, records in batch.items():
-            if tp not in owned:
+            tracker = trackers.get(tp)
+            if tracker is None:
                 continue
-            tracker = self._trackers.setdefault(tp, OffsetTracker())
             for rec in records:
                 await self._slots.acquire()
                 if self._trackers.get(tp) is not tracker:
                     # Revoked while this loop waited for a slot: the rest of these records
                     # belong to the next owner, which reads on from the offset drain committed.
-                    # Starting them here was the duplicate delivery of a rebalance.
                     self._slots.release()
                     break
                 if self._stalled_past_session():

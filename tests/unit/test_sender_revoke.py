@@ -147,3 +147,28 @@ async def _revoke_with_one_in_flight(h: Harness, consumer: FakeConsumer) -> None
     h.finish(0, 1)
     await drain
     assert consumer.commits == [{REVOKED: 3}]
+
+
+async def test_a_partition_later_in_the_batch_is_not_restarted_after_its_revocation() -> None:
+    # The CI failure of session 3: both partitions revoked while the loop waited on the first.
+    # The loop then reached the second partition of the batch it held, found no tracker (drain
+    # had taken it) and made a new one: those deliveries were also made by the next owner.
+    consumer = FakeConsumer(
+        batch={REVOKED: [_record(REVOKED, o) for o in range(10, 13)], KEPT: [_record(KEPT, 5)]}
+    )
+    h = Harness(consumer, concurrency=2)
+    try:
+        poll = asyncio.create_task(h.sender._poll_once())
+        await _settle()
+        assert h.started == [(0, 10), (0, 11)]
+        drain = asyncio.create_task(h.sender.drain([REVOKED, KEPT]))
+        await _settle()
+        h.finish(0, 10)
+        h.finish(0, 11)
+        await drain
+        await poll
+        assert h.started == [(0, 10), (0, 11)], "nothing of either revoked partition started"
+        assert consumer.commits == [{REVOKED: 12}]
+        assert KEPT not in h.sender._trackers, "no tracker is made again for a given-up partition"
+    finally:
+        await h.close()
