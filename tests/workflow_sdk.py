@@ -108,8 +108,9 @@ class Records:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
-        # A line being appended right now may be incomplete; it is read on the next poll.
-        return [json.loads(line) for line in text.splitlines() if line.endswith("}")]
+        # Only newline-terminated lines are whole: the one being appended now is read next poll.
+        *whole, _tail = text.split("\n")
+        return [json.loads(line) for line in whole if line]
 
     def of(self, run: str, event: str | None = None) -> list[dict[str, Any]]:
         mine = [r for r in self.all() if r.get("run") == run]

@@ -12,7 +12,9 @@
 // Code outside step bodies runs again on every delivery (the SDK replays the route function),
 // so it records nothing; a record per (run, step) therefore counts step executions.
 // The failure functions record "event": "failure"; the plain routes /echo and /fail500 record
-// "event": "echo" / "fail500" with what they received.
+// "event": "echo" / "fail500" with what they received. Every request to a workflow route is
+// recorded as "event": "request" (headers, body, and the SDK's answer), to show what kafstash
+// delivered when a test fails.
 //
 // Routes:
 //   POST /wf/<name>      the workflows below, one `serve` each
@@ -336,12 +338,21 @@ const main = async () => {
         return;
       }
       const [, kind, name] = pathname.split("/");
+      let response;
       if (kind === "wf" && handlers[name] !== undefined) {
-        await send(res, await handlers[name].handler(toRequest(req, body, origin)));
-        return;
+        response = await handlers[name].handler(toRequest(req, body, origin));
+      } else if (kind === "many") {
+        response = await many.fetch(toRequest(req, body, origin), process.env);
       }
-      if (kind === "many") {
-        await send(res, await many.fetch(toRequest(req, body, origin), process.env));
+      if (response !== undefined) {
+        const answer = await response.clone().text();
+        write({
+          event: "request",
+          ...plainRoute(req, body),
+          status: response.status,
+          answer: answer.slice(0, 2000),
+        });
+        await send(res, response);
         return;
       }
       sendJson(res, 404, { error: `no route ${pathname}` });

@@ -11,7 +11,8 @@ payload's ``tag``: Python runs start with a plain publish, so the tests find a r
 
 Routes (POST): ``/wf/sequential``, ``/wf/sleep``, ``/wf/call`` (payload ``url``), ``/wf/fail``
 (a failing step, ``retries=0``, a ``failure_function``); ``/echo`` answers the JSON of what it
-got, for ``context.call``.
+got, for ``context.call``. Every request to a ``/wf/`` route is also recorded
+(``"event": "request"``, with the SDK's answer), to show what kafstash delivered.
 """
 
 from __future__ import annotations
@@ -144,6 +145,24 @@ def create_app(origin: str) -> Flask:
     serve.route("/wf/sleep", base_url=origin)(sleep)
     serve.route("/wf/call", base_url=origin)(call)
     serve.route("/wf/fail", base_url=origin, retries=0, failure_function=on_failure)(fail)
+
+    # Every workflow request and the SDK's answer, to show what kafstash delivered when a test
+    # fails (server.mjs records the same).
+    @app.after_request
+    def trace(response: Response) -> Response:
+        if request.path.startswith("/wf/"):
+            write(
+                {
+                    "event": "request",
+                    "method": request.method,
+                    "path": request.full_path,
+                    "headers": dict(request.headers.items()),
+                    "body": request.get_data(as_text=True),
+                    "status": response.status_code,
+                    "answer": response.get_data(as_text=True)[:2000],
+                }
+            )
+        return response
 
     @app.route("/echo", methods=["GET", "POST", "PUT"])
     def echo() -> Response:
