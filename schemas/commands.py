@@ -4,6 +4,7 @@ from msgspec import Struct
 
 from kafstash.schemas.message import Message
 from kafstash.schemas.schedules import Tick
+from kafstash.schemas.workflow import EndRun, FailRun
 
 
 class PublishRequest(
@@ -34,8 +35,8 @@ class ExpireDedup(
     expires_at: int
 
 
-# Topic ``<prefix>.requests``.
-RequestCommand = PublishRequest | ExpireDedup
+# Topic ``<prefix>.requests`` (workflow runs: schemas/workflow.py).
+RequestCommand = PublishRequest | ExpireDedup | EndRun | FailRun
 
 
 class Schedule(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="schedule"):

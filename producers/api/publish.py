@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from kafstash.producers.api.callbacks import parse_callbacks
 from kafstash.producers.api.errors import ApiError, PayloadTooLarge
 from kafstash.producers.api.flow_control_value import parse_flow_control
+from kafstash.producers.api.workflow_headers import parse_workflow
 from kafstash.producers.durations import parse_duration_ms
 from kafstash.schemas import defaults, headers, ids
 from kafstash.schemas.commands import PublishRequest
@@ -193,7 +194,28 @@ def build_request(
         flow_control=parse_flow_control(
             view.get(headers.FLOW_CONTROL_KEY), view.get(headers.FLOW_CONTROL_VALUE)
         ),
+        workflow=parse_workflow(view.get, headers.WORKFLOW_PREFIX),
     )
+    return _request_of(message, user=user, view=view, url=url, body=body, forwarded=forwarded)
+
+
+def _request_of(
+    message: Message,
+    *,
+    user: User,
+    view: HeaderView,
+    url: str,
+    body: bytes,
+    forwarded: dict[str, list[str]],
+) -> PublishRequest:
+    if message.workflow is not None:
+        # The run's stream worker deduplicates on the run id; a start waits for its decision
+        # (a second trigger of one run id answers "deduplicated").
+        return PublishRequest(
+            request_id=ids.request_id(), message=message, reply=message.workflow.init
+        )
+    dedup_id = message.dedup_id
+    content_dedup = (view.get(headers.CONTENT_DEDUP) or "").strip().lower()
     dedup_key: str | None = None
     if dedup_id:
         dedup_key = f"{user.user_id}:id:{dedup_id}"
