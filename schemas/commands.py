@@ -4,6 +4,7 @@ from msgspec import Struct
 
 from kafstash.schemas.message import Message
 from kafstash.schemas.schedules import Tick
+from kafstash.schemas.waiters import Notified, NotifyEvent, WaitFor, WaitTimeout
 from kafstash.schemas.workflow import EndRun, FailRun
 
 
@@ -36,7 +37,9 @@ class ExpireDedup(
 
 
 # Topic ``<prefix>.requests`` (workflow runs: schemas/workflow.py).
-RequestCommand = PublishRequest | ExpireDedup | EndRun | FailRun
+RequestCommand = (
+    PublishRequest | ExpireDedup | EndRun | FailRun | WaitFor | NotifyEvent | WaitTimeout
+)
 
 
 class Schedule(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="schedule"):
@@ -84,3 +87,7 @@ class Accepted(
     request_id: str
     message_id: str
     deduplicated: bool
+
+
+# Topic ``<prefix>.decisions``: what a waiting API request is answered with.
+Decision = Accepted | Notified

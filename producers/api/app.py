@@ -30,6 +30,7 @@ from kafstash.producers.api import (
     openapi,
     queues,
     schedules,
+    waiters,
     workflows,
 )
 from kafstash.producers.api.context import ApiConfig, ApiContext, results_json
@@ -98,6 +99,7 @@ class Api(ApiContext):
         schedule_view = ScheduleView(cfg.bootstrap, cfg.topics.state)
         gate_view = open_gate_state_view(cfg.bootstrap, cfg.topics.state)
         runs_view = workflows.open_view(cfg.bootstrap, cfg.topics.state)
+        waiters_view = waiters.open_view(cfg.bootstrap, cfg.topics.state)
         async with contextlib.AsyncExitStack() as stack:
             # Each view reads its topic up to the end before the API may answer; reading them
             # one after another made every start (and every restart after a crash) wait for
@@ -114,11 +116,12 @@ class Api(ApiContext):
                 schedule_view,
                 gate_view,
                 runs_view,
+                waiters_view,
             )
             self.log, self.waiter, self.view = log_, waiter, view
             self.groups, self.dlq, self.events_view = group_view, dlq_view, events_view
             self.key_view, self.schedules, self.gate_state = key_view, schedule_view, gate_view
-            self.runs = runs_view
+            self.runs, self.waiter_rows = runs_view, waiters_view
             self.message_state = event_message_state(
                 events_view.latest_state, pending_message_state(view)
             )
@@ -315,6 +318,7 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
         *queues.routes(api),
         *flow_control.routes(api),
         *workflows.routes(api),
+        *waiters.routes(api),
         *console.routes(),
     ]
     return Starlette(

@@ -38,7 +38,7 @@ from kafstash.producers.events_view import EventsView
 from kafstash.producers.kafka_log import DecisionWaiter, KafkaLog, LogUnavailable, MessagesView
 from kafstash.schemas import codec
 from kafstash.schemas.addresses import Allowlist
-from kafstash.schemas.commands import PublishRequest
+from kafstash.schemas.commands import Accepted, PublishRequest
 from kafstash.schemas.defaults import EVENTS_RETENTION_MS
 from kafstash.schemas.dlq import DlqEntry
 from kafstash.schemas.groups import UrlGroup, group_key, valid_name
@@ -48,6 +48,7 @@ from kafstash.schemas.redact import redacted
 from kafstash.schemas.routing import request_key
 from kafstash.schemas.topics import Topics
 from kafstash.schemas.users import User
+from kafstash.schemas.waiters import WaiterRow
 from kafstash.schemas.workflow import ACTIVE, RunState, run_key
 from kafstash.views.compacted import CompactedView
 
@@ -90,6 +91,7 @@ class ApiContext:
         self.message_state: MessageStateFn | None = None
         self.gate_state: GateStateView | None = None
         self.runs: CompactedView[RunState] | None = None  # workflow runs (producers/api/workflows)
+        self.waiter_rows: CompactedView[WaiterRow] | None = None  # waitForEvent (api/waiters.py)
 
     def user(self, request: Request) -> User:
         """The authenticated caller, refused with 429 past its rate limit."""
@@ -175,6 +177,7 @@ class ApiContext:
                     continue
                 async with asyncio.timeout(self.config.decision_timeout_s):
                     decision = await waits[r.request_id]
+                assert isinstance(decision, Accepted)
                 results.append((decision.message_id, decision.deduplicated))
         except LogUnavailable as exc:
             log.warning("append failed: %s", exc)
