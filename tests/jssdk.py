@@ -14,16 +14,15 @@ Errors:
 from __future__ import annotations
 
 import base64
-import fcntl
-import hashlib
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from tests import npm
+from tests.npm import NodeUnavailableError, node
 
 __all__ = [
     "JS_DIR",
@@ -39,7 +38,6 @@ JS_DIR = Path(__file__).resolve().parent / "js"
 SDK_PACKAGE = "@upstash/qstash"
 DRIVER = JS_DIR / "driver.mjs"
 TIMEOUT_S = 60.0
-INSTALL_TIMEOUT_S = 600.0
 
 # Variables that would make the SDK ignore the baseUrl/token/keys we hand it.
 _SCRUBBED_ENV = ("QSTASH_DEV", "QSTASH_REGION", "UPSTASH_DISABLE_TELEMETRY")
@@ -72,30 +70,12 @@ class JsSdkDriverError(RuntimeError):
     """driver.mjs could not run the command: malformed command, crash or timeout."""
 
 
-class JsSdkUnavailableError(RuntimeError):
-    """Node.js or npm is missing, or the SDK could not be installed."""
-
-
-def _pinned_version() -> str:
-    manifest = json.loads((JS_DIR / "package.json").read_text(encoding="utf-8"))
-    return str(manifest["dependencies"][SDK_PACKAGE])
-
-
-def _installed_version() -> str | None:
-    manifest = JS_DIR / "node_modules" / SDK_PACKAGE / "package.json"
-    try:
-        return str(json.loads(manifest.read_text(encoding="utf-8"))["version"])
-    except (OSError, ValueError, KeyError):
-        return None
+JsSdkUnavailableError = NodeUnavailableError
+"""Node.js or npm is missing, or the SDK could not be installed (tests/npm.py)."""
 
 
 def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        raise JsSdkUnavailableError(
-            "Node.js is not on PATH; the JS SDK tests need Node >= 18 (and npm) installed"
-        )
-    return node
+    return node()
 
 
 def ensure_installed() -> Path:
@@ -103,48 +83,7 @@ def ensure_installed() -> Path:
 
     Safe to call from parallel test processes: the install runs under an exclusive file lock.
     """
-    _node()
-    wanted = _pinned_version()
-    if _installed_version() == wanted:
-        return JS_DIR
-    npm = shutil.which("npm")
-    if npm is None:
-        raise JsSdkUnavailableError(
-            f"npm is not on PATH; cannot install {SDK_PACKAGE}@{wanted} into {JS_DIR}"
-        )
-    # The lock lives outside the tree: `npm ci` deletes node_modules, and tests/js is tracked.
-    digest = hashlib.sha256(str(JS_DIR).encode()).hexdigest()[:16]
-    lock_path = Path(tempfile.gettempdir()) / f"kafstash-jssdk-{digest}.lock"
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if _installed_version() == wanted:  # another process won the race
-                return JS_DIR
-            try:
-                done = subprocess.run(
-                    [npm, "ci", "--no-audit", "--no-fund"],
-                    cwd=JS_DIR,
-                    capture_output=True,
-                    text=True,
-                    timeout=INSTALL_TIMEOUT_S,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise JsSdkUnavailableError(
-                    f"`npm ci` in {JS_DIR} did not finish in {INSTALL_TIMEOUT_S:.0f} s"
-                ) from exc
-            if done.returncode != 0:
-                raise JsSdkUnavailableError(
-                    f"`npm ci` in {JS_DIR} failed with exit code {done.returncode}:\n"
-                    f"{done.stdout}{done.stderr}"
-                )
-            if (found := _installed_version()) != wanted:
-                raise JsSdkUnavailableError(
-                    f"`npm ci` installed {SDK_PACKAGE}@{found}, expected {wanted}"
-                )
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return JS_DIR
+    return npm.ensure_installed(JS_DIR, (SDK_PACKAGE,))
 
 
 def _driver_env() -> dict[str, str]:
@@ -183,6 +122,13 @@ class JsSdk:
     ``retry: False``, ``enableTelemetry: True``); by default telemetry is off.
     """
 
+    # A subclass drives another script of the same protocol from another package folder.
+    driver: ClassVar[Path] = DRIVER
+
+    def install(self) -> Path:
+        """Install the driver's package if needed; return the folder to run it in."""
+        return ensure_installed()
+
     def __init__(
         self,
         base_url: str,
@@ -210,10 +156,11 @@ class JsSdk:
 
     def run_envelope(self, command: Mapping[str, Any]) -> dict[str, Any]:
         """Send ``command`` to a fresh driver process; return its raw ``{"ok": ...}`` reply."""
-        cwd = ensure_installed()
+        cwd = self.install()
+        name = self.driver.name
         try:
             done = subprocess.run(
-                [_node(), str(DRIVER)],
+                [_node(), str(self.driver)],
                 cwd=cwd,
                 input=json.dumps(command),
                 capture_output=True,
@@ -228,21 +175,21 @@ class JsSdk:
             if isinstance(stderr, bytes):  # TimeoutExpired keeps raw bytes even with text=True
                 stderr = stderr.decode("utf-8", "replace")
             raise JsSdkDriverError(
-                f"driver.mjs did not answer {command.get('op')!r} within {self.timeout:.0f} s; "
+                f"{name} did not answer {command.get('op')!r} within {self.timeout:.0f} s; "
                 f"stderr:\n{stderr}"
             ) from exc
         lines = done.stdout.strip().splitlines()
         if done.returncode != 0 or not lines:
             raise JsSdkDriverError(
-                f"driver.mjs exited with {done.returncode} for {command.get('op')!r}; "
+                f"{name} exited with {done.returncode} for {command.get('op')!r}; "
                 f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
             )
         try:
             envelope = json.loads(lines[-1])
         except ValueError as exc:
-            raise JsSdkDriverError(f"driver.mjs printed no JSON line:\n{done.stdout}") from exc
+            raise JsSdkDriverError(f"{name} printed no JSON line:\n{done.stdout}") from exc
         if not isinstance(envelope, dict) or "ok" not in envelope:
-            raise JsSdkDriverError(f"driver.mjs printed an unexpected reply: {envelope!r}")
+            raise JsSdkDriverError(f"{name} printed an unexpected reply: {envelope!r}")
         return envelope
 
     def run(self, op: str, /, **args: Any) -> Any:

@@ -1,0 +1,399 @@
+"""Upstash Workflow through its official SDKs, against a kafstash Stack (tests/stack.py).
+
+- :class:`WorkflowServer` runs a workflow endpoint in a subprocess: the JS one
+  (``tests/wf_js/server.mjs``, ``@upstash/workflow`` 1.3.3) or the Python one
+  (``tests/wf_py/app.py``, ``upstash-workflow`` 2.0.0). Both verify every request's signature
+  with the Stack's signing keys and publish their steps to the Stack.
+- :class:`Records` reads what the step bodies wrote: one JSON line per step execution.
+- :class:`WorkflowClient` drives the JS workflow ``Client`` (``tests/wf_js/client.mjs``);
+  the Python SDK has no client, so :func:`publish` starts a Python run with a plain publish
+  and :func:`run_logs` / :func:`workflow_dlq` read the API directly.
+- :func:`wait_until` polls with a deadline: tests wait for outcomes, never time them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, TypeVar
+
+import httpx
+
+from tests import npm
+from tests.jssdk import JsSdk
+from tests.stack import Stack
+
+__all__ = [
+    "WAIT",
+    "WF_JS_DIR",
+    "Records",
+    "WorkflowClient",
+    "WorkflowServer",
+    "ensure_installed",
+    "js_server",
+    "publish",
+    "py_server",
+    "run_logs",
+    "unsigned_post",
+    "wait_until",
+    "workflow_dlq",
+]
+
+WF_JS_DIR = Path(__file__).resolve().parent / "wf_js"
+WF_PACKAGES = ("@upstash/workflow", "@upstash/qstash")
+# Seconds to wait for an outcome; the machine may be busy with other test runs.
+WAIT = 60.0
+READY_TIMEOUT_S = 60.0
+
+# Variables that would point the SDKs elsewhere than the Stack we hand them.
+_SCRUBBED_ENV = (
+    "QSTASH_DEV",
+    "QSTASH_REGION",
+    "QSTASH_URL",
+    "QSTASH_TOKEN",
+    "QSTASH_CURRENT_SIGNING_KEY",
+    "QSTASH_NEXT_SIGNING_KEY",
+    "UPSTASH_WORKFLOW_URL",
+)
+
+T = TypeVar("T")
+
+
+def ensure_installed() -> Path:
+    """``npm ci`` in tests/wf_js unless both SDKs are installed at their pins."""
+    return npm.ensure_installed(WF_JS_DIR, WF_PACKAGES)
+
+
+def wait_until(
+    probe: Callable[[], T | None], what: str, timeout: float = WAIT, interval: float = 0.2
+) -> T:
+    """Call ``probe`` until it returns something truthy and return that; fail after ``timeout``.
+
+    ``what`` names the awaited outcome in the failure; a probe that raises AssertionError is
+    retried too, and its message ends the failure.
+    """
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        try:
+            got = probe()
+        except AssertionError as exc:
+            got, last = None, str(exc)
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}. {last}")
+        time.sleep(interval)
+
+
+# ====================================================================================== records
+
+
+class Records:
+    """The JSON lines the workflow endpoints append (tests/wf_js/server.mjs's header)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def all(self) -> list[dict[str, Any]]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        # A line being appended right now may be incomplete; it is read on the next poll.
+        return [json.loads(line) for line in text.splitlines() if line.endswith("}")]
+
+    def of(self, run: str, event: str | None = None) -> list[dict[str, Any]]:
+        return [
+            r for r in self.all() if r.get("run") == run and (event is None or r["event"] == event)
+        ]
+
+    def steps(self, run: str) -> list[dict[str, Any]]:
+        return self.of(run, "step")
+
+    def step(self, run: str, name: str) -> list[dict[str, Any]]:
+        return [r for r in self.steps(run) if r["step"] == name]
+
+    def counts(self, run: str) -> Counter[str]:
+        """How many times each step body of ``run`` ran."""
+        return Counter(r["step"] for r in self.steps(run))
+
+    def one(self, run: str, name: str) -> dict[str, Any]:
+        got = self.step(run, name)
+        assert len(got) == 1, f"step {name!r} of {run} ran {len(got)} times: {got}"
+        return got[0]
+
+    def wait_step(self, run: str, name: str, timeout: float = WAIT) -> dict[str, Any]:
+        """The first record of step ``name`` of ``run``, once it exists."""
+        return wait_until(
+            lambda: next(iter(self.step(run, name)), None),
+            f"step {name!r} of run {run}; the run recorded {self.counts(run)}",
+            timeout,
+        )
+
+    def wait_event(
+        self, event: str, match: Callable[[dict[str, Any]], bool], timeout: float = WAIT
+    ) -> dict[str, Any]:
+        return wait_until(
+            lambda: next((r for r in self.all() if r["event"] == event and match(r)), None),
+            f"a {event!r} record",
+            timeout,
+        )
+
+    def run_of(self, workflow: str, tag: str, timeout: float = WAIT) -> str:
+        """The run id of the ``workflow`` run whose first step recorded ``tag`` (Python runs
+        are started by a plain publish, so only the endpoint learns their id)."""
+        found = self.wait_event(
+            "step", lambda r: r.get("workflow") == workflow and r.get("tag") == tag, timeout
+        )
+        run: str = found["run"]
+        return run
+
+
+# ====================================================================================== servers
+
+
+class WorkflowServer:
+    """A workflow endpoint subprocess on 127.0.0.1 that printed ``READY <port>``."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str], home: Path, *, name: str) -> None:
+        self.argv = argv
+        self.env = dict(env)
+        self.name = name
+        self.stdout_path = home / f"{name}.stdout"
+        self.stderr_path = home / f"{name}.stderr"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.origin + path
+
+    def start(self) -> None:
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                self.argv, env=self.env, stdout=out, stderr=err, start_new_session=True
+            )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for line in self.stdout_path.read_text(errors="replace").splitlines():
+                if line.startswith("READY "):
+                    self.port = int(line.split()[1])
+                    return
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}"
+                )
+            time.sleep(0.05)
+        raise TimeoutError(
+            f"{self.name} printed no READY in {READY_TIMEOUT_S:.0f} s:\n{self.tail()}"
+        )
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def tail(self, lines: int = 60) -> str:
+        parts = []
+        for path in (self.stdout_path, self.stderr_path):
+            if path.exists():
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {path.name}\n" + "\n".join(text))
+        return "\n".join(parts) or "(no output)"
+
+    def __enter__(self) -> WorkflowServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _server_env(stack: Stack, records: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env.update(
+        QSTASH_URL=stack.base_url,
+        QSTASH_TOKEN=stack.token,
+        QSTASH_CURRENT_SIGNING_KEY=stack.user.current_signing_key,
+        QSTASH_NEXT_SIGNING_KEY=stack.user.next_signing_key,
+        WF_RECORDS=str(records),
+        NODE_NO_WARNINGS="1",
+    )
+    return env
+
+
+def js_server(stack: Stack, records: Path, home: Path) -> WorkflowServer:
+    """tests/wf_js/server.mjs for ``stack``, not started yet."""
+    cwd = ensure_installed()
+    return WorkflowServer(
+        [npm.node(), str(cwd / "server.mjs"), "0"],
+        _server_env(stack, records),
+        home,
+        name="wf-js",
+    )
+
+
+def py_server(stack: Stack, records: Path, home: Path) -> WorkflowServer:
+    """tests/wf_py/app.py for ``stack``, not started yet."""
+    return WorkflowServer(
+        [sys.executable, "-m", "tests.wf_py.app", "0"],
+        {**_server_env(stack, records), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        home,
+        name="wf-py",
+    )
+
+
+# ======================================================================================= client
+
+
+class WorkflowClient(JsSdk):
+    """The JS ``Client`` of ``@upstash/workflow`` pointed at ``base_url`` with ``token``.
+
+    ``run(op, **args)`` / ``run(op, argv=[...])`` call any op of tests/wf_js/client.mjs; the
+    methods below are the calls the tests make, with the SDK's own argument shapes.
+    """
+
+    driver: ClassVar[Path] = WF_JS_DIR / "client.mjs"
+
+    def install(self) -> Path:
+        return ensure_installed()
+
+    def trigger(self, **options: Any) -> str:
+        """``client.trigger(options)``; the run id."""
+        result = self.run("trigger", **options)
+        run_id: str = result["workflowRunId"]
+        return run_id
+
+    def trigger_many(self, options: list[dict[str, Any]]) -> list[str]:
+        result = self.run("trigger", argv=[options])
+        return [r["workflowRunId"] for r in result]
+
+    def cancel(self, run_ids: str | list[str]) -> dict[str, Any]:
+        result: dict[str, Any] = self.run("cancel", argv=[run_ids])
+        return result
+
+    def notify(self, event_id: str, event_data: Any) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.run("notify", eventId=event_id, eventData=event_data)
+        return result
+
+    def waiters(self, event_id: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.run("getWaiters", eventId=event_id)
+        return result
+
+    def logs(self, **filter_: Any) -> list[dict[str, Any]]:
+        """The ``runs`` of ``client.logs({filter})``."""
+        result = self.run("logs", filter=filter_)
+        runs: list[dict[str, Any]] = result["runs"]
+        return runs
+
+    def run_log(self, run_id: str) -> dict[str, Any] | None:
+        runs = [r for r in self.logs(workflowRunId=run_id) if r.get("workflowRunId") == run_id]
+        return runs[0] if runs else None
+
+    def wait_state(self, run_id: str, state: str, timeout: float = WAIT) -> dict[str, Any]:
+        """The run's log once ``logs`` shows it in ``state``."""
+        seen: list[Any] = []
+
+        def probe() -> dict[str, Any] | None:
+            log = self.run_log(run_id)
+            seen[:] = [None if log is None else log.get("workflowState")]
+            return log if log is not None and log.get("workflowState") == state else None
+
+        return wait_until(probe, f"run {run_id} in {state} (last seen: {seen})", timeout)
+
+    def dlq_list(self, **filter_: Any) -> list[dict[str, Any]]:
+        result = self.run("dlq.list", filter=filter_)
+        messages: list[dict[str, Any]] = result["messages"]
+        return messages
+
+    def dlq_restart(self, dlq_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.run("dlq.restart", argv=[dlq_id])
+        return result
+
+    def dlq_resume(self, dlq_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.run("dlq.resume", argv=[dlq_id])
+        return result
+
+
+# ============================================================================== plain HTTP calls
+
+
+def publish(stack: Stack, url: str, body: Any, **headers: str) -> str:
+    """A plain QStash publish of JSON ``body`` to ``url`` through kafstash; the message id.
+
+    This is how a Python workflow run starts: the endpoint rejects unsigned direct calls.
+    """
+    answer = httpx.post(
+        f"{stack.base_url}/v2/publish/{url}",
+        headers={
+            "Authorization": f"Bearer {stack.token}",
+            "Content-Type": "application/json",
+            **headers,
+        },
+        content=json.dumps(body),
+        timeout=30,
+    )
+    assert answer.status_code in (200, 201), (answer.status_code, answer.text)
+    message_id: str = answer.json()["messageId"]
+    return message_id
+
+
+def run_logs(stack: Stack, run_id: str) -> dict[str, Any] | None:
+    """The run's log as ``GET /v2/workflows/events`` answers it (the JS ``logs`` request)."""
+    answer = httpx.get(
+        f"{stack.base_url}/v2/workflows/events",
+        params={"groupBy": "workflowRunId", "workflowRunId": run_id},
+        headers={"Authorization": f"Bearer {stack.token}"},
+        timeout=30,
+    )
+    if answer.status_code != 200:
+        return None
+    runs = [r for r in answer.json().get("runs", []) if r.get("workflowRunId") == run_id]
+    return runs[0] if runs else None
+
+
+def wait_run_state(stack: Stack, run_id: str, state: str, timeout: float = WAIT) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        log = run_logs(stack, run_id)
+        return log if log is not None and log.get("workflowState") == state else None
+
+    return wait_until(probe, f"run {run_id} in {state} (last: {run_logs(stack, run_id)})", timeout)
+
+
+def workflow_dlq(stack: Stack, run_id: str) -> list[dict[str, Any]]:
+    """The run's workflow DLQ entries as ``GET /v2/dlq?source=workflow`` answers them."""
+    answer = httpx.get(
+        f"{stack.base_url}/v2/dlq",
+        params={"source": "workflow", "workflowRunId": run_id},
+        headers={"Authorization": f"Bearer {stack.token}"},
+        timeout=30,
+    )
+    if answer.status_code != 200:
+        return []
+    return [m for m in answer.json().get("messages", []) if m.get("workflowRunId") == run_id]
+
+
+def unsigned_post(url: str, body: Any) -> httpx.Response:
+    """A direct POST to a workflow endpoint, with no ``Upstash-Signature``."""
+    return httpx.post(url, json=body, timeout=30)
