@@ -11,7 +11,7 @@ from typing import Literal
 
 from msgspec import Struct
 
-from kafstash.schemas.message import CallbackOptions
+from kafstash.schemas.message import CallbackOptions, FlowControl
 from kafstash.schemas.workflow_tag import CallType
 
 RunStatus = Literal["RUN_STARTED", "RUN_SUCCESS", "RUN_FAILED", "RUN_CANCELED"]
@@ -59,6 +59,11 @@ class RunState(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=
     response: str | None = None  # the body of the end-of-run DELETE (the route's return value)
     dlq_id: str | None = None
     caller_ip: str | None = None
+    # The start's Upstash-Retries / -Retry-Delay / flow control: the JS SDK sends them on the
+    # first message only, and they hold for every step of the run.
+    max_retries: int = 3
+    retry_delay_expression: str | None = None
+    flow_control: FlowControl | None = None
 
 
 def run_key(user_id: str, run_id: str) -> str:

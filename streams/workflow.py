@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import msgspec
 
 from kafstash.schemas.commands import Accepted, Cancel, PublishRequest
+from kafstash.schemas.defaults import DEFAULT_RETRIES
 from kafstash.schemas.message import Message
 from kafstash.schemas.workflow import (
     ACTIVE,
@@ -79,7 +80,7 @@ def _deliverable(run: RunState, message: Message, upto: int) -> Message:
         # JS sets the failure callback on the run's first message only; every step of the run
         # may be the one that fails it, so each carries it to the sender.
         failure_callback, failure_options = run.failure_callback, run.failure_callback_options
-    return msgspec.structs.replace(
+    out = msgspec.structs.replace(
         message,
         body=body,
         header=header,
@@ -87,6 +88,17 @@ def _deliverable(run: RunState, message: Message, upto: int) -> Message:
         failure_callback=failure_callback,
         failure_callback_options=failure_options,
         labels=message.labels or run.labels,
+    )
+    if call_type != "step" or tag.init:
+        return out
+    # A step without settings of its own takes the run's (Python repeats them on every step,
+    # JS sends them on the start only; a step cannot tell "3" from "not sent", and 3 is the
+    # default either way).
+    return msgspec.structs.replace(
+        out,
+        max_retries=run.max_retries if out.max_retries == DEFAULT_RETRIES else out.max_retries,
+        retry_delay_expression=out.retry_delay_expression or run.retry_delay_expression,
+        flow_control=out.flow_control or run.flow_control,
     )
 
 
@@ -150,6 +162,9 @@ def on_message(req: PublishRequest, run: RunState | None, *, now_ms: int) -> Dec
             failure_callback=message.failure_callback,
             failure_callback_options=message.failure_callback_options,
             caller_ip=message.caller_ip,
+            max_retries=message.max_retries,
+            retry_delay_expression=message.retry_delay_expression,
+            flow_control=message.flow_control,
         )
     elif run is None:
         return Decision(note="dropped: unknown workflow run")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 
+import msgspec
+
 from kafstash.schemas.commands import Accepted, Cancel, PublishRequest
 from kafstash.schemas.message import CallbackOptions, Message
 from kafstash.schemas.workflow import EndRun, FailRun, RunState
@@ -141,3 +143,20 @@ def test_a_failed_message_fails_the_run_once() -> None:
     assert d.run.state == "RUN_FAILED"
     assert d.run.dlq_id == "d1"
     assert workflow.on_fail(fail, d.run, now_ms=8).run is None
+
+
+def test_steps_take_the_runs_retries_unless_they_set_their_own() -> None:
+    start = req("m0", b"{}", init=True)
+    start = PublishRequest(
+        request_id="r",
+        message=msgspec.structs.replace(start.message, max_retries=0),
+        reply=True,
+    )
+    d = workflow.on_message(start, None, now_ms=1)
+    assert d.run is not None
+    step = workflow.on_message(req("s1", b"{}"), d.run, now_ms=2)
+    assert step.forward is not None
+    assert step.forward.message.max_retries == 0
+    call = workflow.on_message(req("c1", b"{}", call_type="toCallback"), d.run, now_ms=3)
+    assert call.forward is not None
+    assert call.forward.message.max_retries == 3, "a context.call keeps its own retries"
