@@ -5,7 +5,7 @@ from msgspec import Struct
 from kafstash.schemas.message import Message
 from kafstash.schemas.schedules import Tick
 from kafstash.schemas.waiters import Notified, NotifyEvent, WaitFor, WaitTimeout
-from kafstash.schemas.workflow import EndRun, FailRun
+from kafstash.schemas.workflow import EndRun, FailRun, Invoker
 
 
 class PublishRequest(
@@ -22,6 +22,8 @@ class PublishRequest(
     message: Message
     dedup_key: str | None = None
     reply: bool = False
+    # Set on the start of a run begun by ``context.invoke``: who waits for its result.
+    invoker: Invoker | None = None
 
 
 class ExpireDedup(

@@ -11,7 +11,7 @@ from typing import Literal
 
 from msgspec import Struct
 
-from kafstash.schemas.message import CallbackOptions, FlowControl
+from kafstash.schemas.message import CallbackOptions, FlowControl, Message
 from kafstash.schemas.workflow_tag import CallType
 
 RunStatus = Literal["RUN_STARTED", "RUN_SUCCESS", "RUN_FAILED", "RUN_CANCELED"]
@@ -34,6 +34,18 @@ class HistoryEntry(Struct, frozen=True, kw_only=True, rename="camel"):
     message_id: str
     body: str  # standard base64 of that message's body
     call_type: CallType
+
+
+class Invoker(Struct, frozen=True, kw_only=True, rename="camel"):
+    """The run that started this one with ``context.invoke`` (workflow-api.md §3.6): when this
+    run ends, ``template`` (the invoker's step message, built by the API from the invoke's
+    headers) carries the result back as the invoker's ``step``."""
+
+    run_id: str
+    url: str
+    created_at: int
+    step: bytes
+    template: Message
 
 
 class RunState(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
@@ -64,6 +76,7 @@ class RunState(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=
     max_retries: int = 3
     retry_delay_expression: str | None = None
     flow_control: FlowControl | None = None
+    invoker: Invoker | None = None
 
 
 def run_key(user_id: str, run_id: str) -> str:

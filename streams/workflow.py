@@ -14,13 +14,16 @@ replay delivers the same body under the same message id (receivers dedupe on it)
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 
 import msgspec
 
+from kafstash.schemas import ids
 from kafstash.schemas.commands import Accepted, Cancel, PublishRequest
 from kafstash.schemas.defaults import DEFAULT_RETRIES
 from kafstash.schemas.message import Message
+from kafstash.schemas.routing import request_key
 from kafstash.schemas.workflow import (
     ACTIVE,
     CREATED_AT_HEADER,
@@ -165,6 +168,7 @@ def on_message(req: PublishRequest, run: RunState | None, *, now_ms: int) -> Dec
             max_retries=message.max_retries,
             retry_delay_expression=message.retry_delay_expression,
             flow_control=message.flow_control,
+            invoker=req.invoker,
         )
     elif run is None:
         return Decision(note="dropped: unknown workflow run")
@@ -213,7 +217,8 @@ def on_end(cmd: EndRun, run: RunState | None, *, now_ms: int) -> Decision:
         for mid, due in run.sleeping.items()
         if due > now_ms
     )
-    return Decision(run=ended, emits=(*withdraw, _state(ended)))
+    result = _invoke_result(ended, now_ms)
+    return Decision(run=ended, emits=(*withdraw, *result, _state(ended)))
 
 
 def on_fail(cmd: FailRun, run: RunState | None, *, now_ms: int) -> Decision:
@@ -222,7 +227,35 @@ def on_fail(cmd: FailRun, run: RunState | None, *, now_ms: int) -> Decision:
     failed = msgspec.structs.replace(
         run, state="RUN_FAILED", completed_at=cmd.at, dlq_id=cmd.dlq_id, updated_at=now_ms
     )
-    return Decision(run=failed, emits=(_state(failed),))
+    return Decision(run=failed, emits=(*_invoke_result(failed, now_ms), _state(failed)))
+
+
+def _invoke_result(run: RunState, now_ms: int) -> tuple[Emit, ...]:
+    """The invoker's Invoke step, once this invoked run has ended (workflow-api.md §3.6)."""
+    invoker = run.invoker
+    if invoker is None:
+        return ()
+    step = json.loads(invoker.step)
+    if not isinstance(step, dict):
+        step = {}
+    if step.get("stepId") == 0 and isinstance(step.get("targetStep"), int):
+        step["stepId"] = step["targetStep"]  # a parallel plan's result takes its target's id
+    out = {
+        "body": run.response,
+        "isFailed": run.state == "RUN_FAILED",
+        "isCanceled": run.state == "RUN_CANCELED",
+    }
+    step.update({"stepType": "Invoke", "out": json.dumps(out)})
+    mid = ids.derived_message_id("invoke-result", run.user_id, run.run_id)
+    message = msgspec.structs.replace(
+        invoker.template,
+        message_id=mid,
+        body=json.dumps(step, separators=(",", ":")).encode(),
+        created_at=now_ms,
+        not_before=now_ms,
+    )
+    req = PublishRequest(request_id="req_" + mid[len("msg_") :], message=message)
+    return (Emit("requests", request_key(req), req),)
 
 
 def ended(run: RunState) -> bool:

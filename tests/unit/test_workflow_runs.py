@@ -9,7 +9,7 @@ import msgspec
 
 from kafstash.schemas.commands import Accepted, Cancel, PublishRequest
 from kafstash.schemas.message import CallbackOptions, Message
-from kafstash.schemas.workflow import EndRun, FailRun, RunState
+from kafstash.schemas.workflow import EndRun, FailRun, Invoker, RunState
 from kafstash.schemas.workflow_tag import CallType, WorkflowTag
 from kafstash.streams import workflow
 
@@ -160,3 +160,32 @@ def test_steps_take_the_runs_retries_unless_they_set_their_own() -> None:
     call = workflow.on_message(req("c1", b"{}", call_type="toCallback"), d.run, now_ms=3)
     assert call.forward is not None
     assert call.forward.message.max_retries == 3, "a context.call keeps its own retries"
+
+
+def test_an_invoked_run_sends_its_result_to_the_invoker_when_it_ends() -> None:
+    template = Message(
+        message_id="msg_t",
+        user_id="u",
+        url="http://127.0.0.1:9/parent",
+        created_at=0,
+        not_before=0,
+        workflow=WorkflowTag(run_id="wfr_parent"),
+    )
+    invoker = Invoker(
+        run_id="wfr_parent",
+        url=template.url,
+        created_at=0,
+        step=b'{"stepId":3,"stepName":"call-child","stepType":"Invoke","concurrent":1}',
+        template=template,
+    )
+    start = msgspec.structs.replace(req("m0", b"{}", init=True), invoker=invoker)
+    run = workflow.on_message(start, None, now_ms=1).run
+    assert run is not None
+    end = EndRun(user_id="u", run_id="wfr_1", cancel=False, at=5, response='{"v":1}')
+    d = workflow.on_end(end, run, now_ms=5)
+    [result] = [e.value for e in d.emits if isinstance(e.value, PublishRequest)]
+    assert result.message.workflow is not None
+    assert result.message.workflow.run_id == "wfr_parent"
+    step = json.loads(result.message.body)
+    assert step["stepId"] == 3
+    assert json.loads(step["out"]) == {"body": '{"v":1}', "isFailed": False, "isCanceled": False}
