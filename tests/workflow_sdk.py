@@ -42,6 +42,7 @@ __all__ = [
     "py_server",
     "run_logs",
     "unsigned_post",
+    "wait_run_state",
     "wait_until",
     "workflow_dlq",
 ]
@@ -111,19 +112,20 @@ class Records:
         return [json.loads(line) for line in text.splitlines() if line.endswith("}")]
 
     def of(self, run: str, event: str | None = None) -> list[dict[str, Any]]:
-        return [
-            r for r in self.all() if r.get("run") == run and (event is None or r["event"] == event)
-        ]
+        mine = [r for r in self.all() if r.get("run") == run]
+        return [r for r in mine if event is None or r.get("event") == event]
 
     def steps(self, run: str) -> list[dict[str, Any]]:
         return self.of(run, "step")
 
     def step(self, run: str, name: str) -> list[dict[str, Any]]:
-        return [r for r in self.steps(run) if r["step"] == name]
+        return [r for r in self.steps(run) if r.get("step") == name]
 
-    def counts(self, run: str) -> Counter[str]:
-        """How many times each step body of ``run`` ran."""
-        return Counter(r["step"] for r in self.steps(run))
+    def counts(self, *runs: str) -> Counter[str]:
+        """How many times each step body of ``runs`` ran, summed over them."""
+        wanted = set(runs)
+        steps = [r for r in self.all() if r.get("event") == "step"]
+        return Counter(str(r["step"]) for r in steps if r.get("run") in wanted)
 
     def one(self, run: str, name: str) -> dict[str, Any]:
         got = self.step(run, name)
@@ -139,11 +141,17 @@ class Records:
         )
 
     def wait_event(
-        self, event: str, match: Callable[[dict[str, Any]], bool], timeout: float = WAIT
+        self,
+        event: str,
+        match: Callable[[dict[str, Any]], bool],
+        timeout: float = WAIT,
+        what: str = "",
     ) -> dict[str, Any]:
+        """The first record of ``event`` that ``match`` accepts (records lack the keys that
+        don't apply, e.g. "run" in a failure record when the callback carried no run id)."""
         return wait_until(
-            lambda: next((r for r in self.all() if r["event"] == event and match(r)), None),
-            f"a {event!r} record",
+            lambda: next((r for r in self.all() if r.get("event") == event and match(r)), None),
+            f"a {event!r} record {what}",
             timeout,
         )
 
@@ -151,7 +159,10 @@ class Records:
         """The run id of the ``workflow`` run whose first step recorded ``tag`` (Python runs
         are started by a plain publish, so only the endpoint learns their id)."""
         found = self.wait_event(
-            "step", lambda r: r.get("workflow") == workflow and r.get("tag") == tag, timeout
+            "step",
+            lambda r: r.get("workflow") == workflow and r.get("tag") == tag,
+            timeout,
+            f"of the {workflow!r} run tagged {tag} (its first step)",
         )
         run: str = found["run"]
         return run
@@ -313,14 +324,14 @@ class WorkflowClient(JsSdk):
 
     def wait_state(self, run_id: str, state: str, timeout: float = WAIT) -> dict[str, Any]:
         """The run's log once ``logs`` shows it in ``state``."""
-        seen: list[Any] = []
 
         def probe() -> dict[str, Any] | None:
             log = self.run_log(run_id)
-            seen[:] = [None if log is None else log.get("workflowState")]
-            return log if log is not None and log.get("workflowState") == state else None
+            assert log is not None, f"no log of {run_id} yet"
+            assert log.get("workflowState") == state, f"last seen: {log.get('workflowState')}"
+            return log
 
-        return wait_until(probe, f"run {run_id} in {state} (last seen: {seen})", timeout)
+        return wait_until(probe, f"run {run_id} in {state}", timeout)
 
     def dlq_list(self, **filter_: Any) -> list[dict[str, Any]]:
         result = self.run("dlq.list", filter=filter_)
@@ -367,18 +378,21 @@ def run_logs(stack: Stack, run_id: str) -> dict[str, Any] | None:
         headers={"Authorization": f"Bearer {stack.token}"},
         timeout=30,
     )
-    if answer.status_code != 200:
-        return None
+    assert answer.status_code == 200, f"workflow events: {answer.status_code} {answer.text}"
     runs = [r for r in answer.json().get("runs", []) if r.get("workflowRunId") == run_id]
     return runs[0] if runs else None
 
 
 def wait_run_state(stack: Stack, run_id: str, state: str, timeout: float = WAIT) -> dict[str, Any]:
+    """The run's log once ``GET /v2/workflows/events`` shows it in ``state``."""
+
     def probe() -> dict[str, Any] | None:
         log = run_logs(stack, run_id)
-        return log if log is not None and log.get("workflowState") == state else None
+        assert log is not None, f"no log of {run_id} yet"
+        assert log.get("workflowState") == state, f"last seen: {log.get('workflowState')}"
+        return log
 
-    return wait_until(probe, f"run {run_id} in {state} (last: {run_logs(stack, run_id)})", timeout)
+    return wait_until(probe, f"run {run_id} in {state}", timeout)
 
 
 def workflow_dlq(stack: Stack, run_id: str) -> list[dict[str, Any]]:
@@ -389,8 +403,7 @@ def workflow_dlq(stack: Stack, run_id: str) -> list[dict[str, Any]]:
         headers={"Authorization": f"Bearer {stack.token}"},
         timeout=30,
     )
-    if answer.status_code != 200:
-        return []
+    assert answer.status_code == 200, f"GET /v2/dlq: {answer.status_code} {answer.text}"
     return [m for m in answer.json().get("messages", []) if m.get("workflowRunId") == run_id]
 
 
