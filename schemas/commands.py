@@ -5,7 +5,7 @@ from msgspec import Struct
 from kafstash.schemas.message import Message
 from kafstash.schemas.schedules import Tick
 from kafstash.schemas.waiters import Notified, NotifyEvent, WaitFor, WaitTimeout
-from kafstash.schemas.workflow import EndRun, FailRun, Invoker
+from kafstash.schemas.workflow import EndRun, FailRun, Invoker, ReviveRun
 
 
 class PublishRequest(
@@ -40,7 +40,14 @@ class ExpireDedup(
 
 # Topic ``<prefix>.requests`` (workflow runs: schemas/workflow.py).
 RequestCommand = (
-    PublishRequest | ExpireDedup | EndRun | FailRun | WaitFor | NotifyEvent | WaitTimeout
+    PublishRequest
+    | ExpireDedup
+    | EndRun
+    | FailRun
+    | ReviveRun
+    | WaitFor
+    | NotifyEvent
+    | WaitTimeout
 )
 
 

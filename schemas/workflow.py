@@ -104,3 +104,18 @@ class FailRun(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type
     message_id: str
     dlq_id: str
     at: int
+
+
+class ReviveRun(
+    Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="run-revive"
+):
+    """``/v2/workflows/dlq/resume|restart``: a failed run goes on. ``restart``: from the
+    beginning, ``message`` being its new start; else from the failed message ``failed_id``,
+    re-sent as ``message`` with the history it carried. Key = run key."""
+
+    user_id: str
+    run_id: str
+    restart: bool
+    failed_id: str
+    message: Message
+    at: int

@@ -31,7 +31,7 @@ from kafstash.schemas.waiters import (
     WaitTimeout,
     waiter_key,
 )
-from kafstash.schemas.workflow import EndRun, FailRun, RunState, run_key
+from kafstash.schemas.workflow import EndRun, FailRun, ReviveRun, RunState, run_key
 from kafstash.streams import dedup, delay, gate_runtime, metrics, schedule, waiters, workflow
 from kafstash.streams.effects import Emit, Step
 from kafstash.streams.groups_view import GroupsView
@@ -236,6 +236,15 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
                     rkey = run_key(cmd.user_id, cmd.run_id).encode()
                     await apply_run(workflow.on_fail(cmd, run_row(rkey), now_ms=now_ms()), rkey)
                     continue
+                case ReviveRun():
+                    rkey = run_key(cmd.user_id, cmd.run_id).encode()
+                    decision = workflow.on_revive(cmd, run_row(rkey), now_ms=now_ms())
+                    await apply_run(decision, rkey)
+                    if decision.forward is None:
+                        continue
+                    cmd = decision.forward
+                    key = cmd.message.message_id.encode()
+                    step = dedup.accept(cmd, None, now_ms=now_ms(), window_ms=cfg.dedup_window_ms)
                 case WaitFor() | NotifyEvent() | WaitTimeout():
                     await on_waiters(cmd)
                     continue

@@ -33,6 +33,7 @@ from kafstash.schemas.workflow import (
     EndRun,
     FailRun,
     HistoryEntry,
+    ReviveRun,
     RunState,
     run_key,
 )
@@ -260,3 +261,36 @@ def _invoke_result(run: RunState, now_ms: int) -> tuple[Emit, ...]:
 
 def ended(run: RunState) -> bool:
     return run.state != ACTIVE
+
+
+def on_revive(cmd: ReviveRun, run: RunState | None, *, now_ms: int) -> Decision:
+    if run is None or run.state != "RUN_FAILED":
+        return Decision(note="ignored: only a failed run is resumed or restarted")
+    req = PublishRequest(request_id="req_" + cmd.message.message_id[4:], message=cmd.message)
+    if cmd.restart:
+        fresh = msgspec.structs.replace(
+            run,
+            state=ACTIVE,
+            history=[],
+            sleeping={},
+            created_at=now_ms,
+            updated_at=now_ms,
+            completed_at=None,
+            dlq_id=None,
+            response=None,
+        )
+        joined = _joined(fresh, cmd.message, now_ms)
+        forward = _with(req, _deliverable(joined, cmd.message, 0))
+        return Decision(run=joined, forward=forward, emits=(_state(joined),))
+    at = _index(run, cmd.failed_id)
+    if at is None:
+        return Decision(note="ignored: the failed message is not in the history")
+    resumed = msgspec.structs.replace(
+        run, state=ACTIVE, completed_at=None, dlq_id=None, updated_at=now_ms
+    )
+    # Not a new step: the failed delivery again (new id), with the history it carried.
+    return Decision(
+        run=resumed,
+        forward=_with(req, _deliverable(resumed, cmd.message, at)),
+        emits=(_state(resumed),),
+    )

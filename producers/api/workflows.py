@@ -19,15 +19,18 @@ from starlette.routing import Route
 
 from kafstash.producers.api import filter_fields
 from kafstash.producers.api.context import ApiContext
+from kafstash.producers.api.dlq_query import parse_query, select
 from kafstash.producers.api.errors import ApiError, NotFound, Unavailable
 from kafstash.producers.api.filter_fields import CountRule, FieldSpec
 from kafstash.producers.kafka_log import LogUnavailable
-from kafstash.schemas import codec
+from kafstash.schemas import codec, ids
+from kafstash.schemas.dlq import DlqEntry, dlq_key
 from kafstash.schemas.users import User
 from kafstash.schemas.workflow import (
     ACTIVE,
     RUN_STATE_PREFIX,
     EndRun,
+    ReviveRun,
     RunState,
     run_key,
 )
@@ -206,7 +209,29 @@ async def _end(api: ApiContext, run: RunState, *, cancel: bool, response: str | 
     )
 
 
-def routes(api: ApiContext) -> list[Route]:
+def _revived(entry: DlqEntry, *, restart: bool, now: int) -> ReviveRun:
+    """The command that makes a failed run go on from its dead letter ``entry``."""
+    m = entry.message
+    assert m.workflow is not None
+    message = msgspec.structs.replace(
+        m, message_id=ids.message_id(), created_at=now, not_before=now
+    )
+    if restart:
+        history = json.loads(m.body)  # the failed delivery's history: element 0 is the payload
+        payload = base64.b64decode(history[0]["body"]) if history else b""
+        tag = msgspec.structs.replace(m.workflow, init=True, call_type="step")
+        message = msgspec.structs.replace(message, body=payload, workflow=tag)
+    return ReviveRun(
+        user_id=m.user_id,
+        run_id=m.workflow.run_id,
+        restart=restart,
+        failed_id=m.message_id,
+        message=message,
+        at=now,
+    )
+
+
+def routes(api: ApiContext) -> list[Route]:  # noqa: PLR0915 - one closure per route
     def user_run(user: User, run_id: str) -> RunState | None:
         assert api.runs is not None
         return api.runs.get(run_key(user.user_id, run_id))
@@ -268,7 +293,59 @@ def routes(api: ApiContext) -> list[Route]:
         cursor = f"{page[-1].created_at}_{page[-1].run_id}" if len(found) > count else ""
         return JSONResponse({"cursor": cursor, "runs": [run_log(r) for r in page]})
 
+    def dead_letters(user: User, pairs: list[tuple[str, str]]) -> list[DlqEntry]:
+        q = parse_query([*pairs, ("source", "workflow")])
+        assert api.dlq is not None
+        entries = (e for _, e in api.dlq.scan(dlq_key(user.user_id, "")))
+        return [e for e in select(entries, q)[0] if e.message.workflow is not None]
+
+    async def revive(request: Request) -> Response:
+        user = api.user(request)
+        assert api.log is not None
+        assert api.dlq is not None
+        restart = request.url.path.endswith("/restart")
+        entries = dead_letters(user, request.query_params.multi_items())
+        now = api.now_ms()
+        out = []
+        for entry in entries:
+            cmd = _revived(entry, restart=restart, now=now)
+            key = run_key(user.user_id, cmd.run_id)
+            tomb = dlq_key(user.user_id, entry.dlq_id)
+            try:
+                await api.log.append_many(
+                    [
+                        (api.config.topics.requests, key.encode(), codec.encode(cmd)),
+                        (api.config.topics.dlq, tomb.encode(), None),
+                    ]
+                )
+            except LogUnavailable as exc:
+                raise Unavailable("Kafka is unavailable; retry") from exc
+            api.dlq.drop(tomb)
+            tag = entry.message.workflow
+            assert tag is not None
+            created = now if restart else (tag.created_at or entry.message.created_at)
+            out.append({"workflowRunId": cmd.run_id, "workflowCreatedAt": created})
+        return JSONResponse({"workflowRuns": out})
+
+    async def delete_dead_letters(request: Request) -> Response:
+        user = api.user(request)
+        assert api.log is not None
+        assert api.dlq is not None
+        entries = dead_letters(user, request.query_params.multi_items())
+        keys = [dlq_key(user.user_id, e.dlq_id) for e in entries]
+        if keys:
+            try:
+                await api.log.append_many([(api.config.topics.dlq, k.encode(), None) for k in keys])
+            except LogUnavailable as exc:
+                raise Unavailable("Kafka is unavailable; retry") from exc
+            for k in keys:
+                api.dlq.drop(k)
+        return JSONResponse({"deleted": len(keys)})
+
     return [
+        Route("/v2/workflows/dlq/resume", revive, methods=["POST"]),
+        Route("/v2/workflows/dlq/restart", revive, methods=["POST"]),
+        Route("/v2/workflows/dlq", delete_dead_letters, methods=["DELETE"]),
         Route("/v2/workflows/runs/{run_id}", get_run, methods=["GET"]),
         Route("/v2/workflows/runs/{run_id}", end_run, methods=["DELETE"]),
         Route("/v2/workflows/runs", cancel_runs, methods=["DELETE"]),
