@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from kafstash.schemas import codec
-from kafstash.schemas.commands import Accepted
+from kafstash.schemas.commands import Decision
 from kafstash.schemas.defaults import MAX_TOPIC_MESSAGE_BYTES
 from kafstash.schemas.message import Message
 from kafstash.views.follower import TopicFollower
@@ -76,7 +76,7 @@ class DecisionWaiter:
     """Awaits the stream worker's dedup decision for a request id (topic ``decisions``)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self._waiting: dict[str, asyncio.Future[Accepted]] = {}
+        self._waiting: dict[str, asyncio.Future[Decision]] = {}
         self._follower = TopicFollower(bootstrap, topic, self._on_record, from_beginning=False)
 
     async def __aenter__(self) -> Self:
@@ -88,8 +88,8 @@ class DecisionWaiter:
     ) -> None:
         await self._follower.__aexit__(et, e, tb)
 
-    def expect(self, request_id: str) -> asyncio.Future[Accepted]:
-        fut: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+    def expect(self, request_id: str) -> asyncio.Future[Decision]:
+        fut: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = fut
         fut.add_done_callback(lambda _f: self._waiting.pop(request_id, None))
         return fut
@@ -97,7 +97,7 @@ class DecisionWaiter:
     def _on_record(self, _key: bytes | None, value: bytes | None) -> None:
         if value is None:
             return
-        decision = codec.decode(value, Accepted)
+        decision = codec.decode_decision(value)
         fut = self._waiting.get(decision.request_id)
         if fut is not None and not fut.done():
             fut.set_result(decision)

@@ -6,6 +6,7 @@ import msgspec
 
 from kafstash.schemas.commands import (
     Accepted,
+    Decision,
     DeliveryDue,
     PublishRequest,
     RequestCommand,
@@ -25,6 +26,7 @@ _decoders: dict[Any, msgspec.json.Decoder[Any]] = {
         TimerCommand,
         DeliveryDue,
         Accepted,
+        Decision,
         MessageEvent,
         Message,
     )
@@ -51,4 +53,9 @@ def decode_request(data: bytes) -> RequestCommand:
 
 def decode_timer(data: bytes) -> TimerCommand:
     result: TimerCommand = _decoders[TimerCommand].decode(data)
+    return result
+
+
+def decode_decision(data: bytes) -> Decision:
+    result: Decision = _decoders[Decision].decode(data)
     return result

@@ -4,6 +4,8 @@ from msgspec import Struct
 
 from kafstash.schemas.message import Message
 from kafstash.schemas.schedules import Tick
+from kafstash.schemas.waiters import Notified, NotifyEvent, WaitFor, WaitTimeout
+from kafstash.schemas.workflow import EndRun, FailRun, Invoker, ReviveRun
 
 
 class PublishRequest(
@@ -20,6 +22,8 @@ class PublishRequest(
     message: Message
     dedup_key: str | None = None
     reply: bool = False
+    # Set on the start of a run begun by ``context.invoke``: who waits for its result.
+    invoker: Invoker | None = None
 
 
 class ExpireDedup(
@@ -34,8 +38,17 @@ class ExpireDedup(
     expires_at: int
 
 
-# Topic ``<prefix>.requests``.
-RequestCommand = PublishRequest | ExpireDedup
+# Topic ``<prefix>.requests`` (workflow runs: schemas/workflow.py).
+RequestCommand = (
+    PublishRequest
+    | ExpireDedup
+    | EndRun
+    | FailRun
+    | ReviveRun
+    | WaitFor
+    | NotifyEvent
+    | WaitTimeout
+)
 
 
 class Schedule(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="schedule"):
@@ -83,3 +96,7 @@ class Accepted(
     request_id: str
     message_id: str
     deduplicated: bool
+
+
+# Topic ``<prefix>.decisions``: what a waiting API request is answered with.
+Decision = Accepted | Notified

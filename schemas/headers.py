@@ -18,6 +18,8 @@ FLOW_CONTROL_KEY: Final = "upstash-flow-control-key"
 FLOW_CONTROL_VALUE: Final = "upstash-flow-control-value"
 FORWARD_PREFIX: Final = "upstash-forward-"
 TELEMETRY_PREFIX: Final = "upstash-telemetry-"
+WORKFLOW_PREFIX: Final = "upstash-workflow-"
+WORKFLOW_INVOKE: Final = "upstash-workflow-invoke"
 CONTENT_TYPE: Final = "content-type"
 
 # Set by kafstash on every delivery; a user can never forward or override these.

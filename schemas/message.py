@@ -2,6 +2,8 @@
 
 from msgspec import Struct
 
+from kafstash.schemas.workflow_tag import WorkflowTag
+
 
 class FlowControl(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
     """``Upstash-Flow-Control-Key`` / ``-Value``: limits shared by every message with ``key``.
@@ -29,6 +31,8 @@ class CallbackOptions(Struct, frozen=True, kw_only=True, rename="camel", omit_de
     retry_delay_expression: str | None = None
     timeout_ms: int | None = None
     delay_ms: int | None = None
+    # ``Upstash-Callback-Workflow-RunId`` and friends: the callback message joins that run.
+    workflow: WorkflowTag | None = None
 
 
 class Message(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
@@ -71,3 +75,5 @@ class Message(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=T
     # queue's next message back until the current one's callback has finished too).
     release_of: str | None = None
     release_gates: list[str] = []
+    # The Upstash Workflow run this message belongs to (schemas/workflow.py).
+    workflow: WorkflowTag | None = None

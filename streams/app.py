@@ -20,9 +20,19 @@ import msgspec
 
 from kafstash.schemas import codec
 from kafstash.schemas.commands import Cancel, ExpireDedup, Fire, PublishRequest, Schedule
+from kafstash.schemas.routing import request_key
 from kafstash.schemas.schedules import ScheduleSpec, ScheduleState, Tick
 from kafstash.schemas.topics import Topics
-from kafstash.streams import dedup, delay, gate_runtime, metrics, schedule
+from kafstash.schemas.waiters import (
+    WAITER_KEY_PREFIX,
+    NotifyEvent,
+    WaiterRow,
+    WaitFor,
+    WaitTimeout,
+    waiter_key,
+)
+from kafstash.schemas.workflow import EndRun, FailRun, ReviveRun, RunState, run_key
+from kafstash.streams import dedup, delay, gate_runtime, metrics, schedule, waiters, workflow
 from kafstash.streams.effects import Emit, Step
 from kafstash.streams.groups_view import GroupsView
 from kafstash.streams.timer_index import TimerIndex, run_due
@@ -30,11 +40,13 @@ from kafstash.streams.timer_index import TimerIndex, run_due
 log = logging.getLogger(__name__)
 
 # The tables' names; their changelogs are ``<app id>-<name>-changelog`` (provisioned up front).
-TABLES = ("dedup", "delay", "cron", gate_runtime.TABLE)
+TABLES = ("dedup", "delay", "cron", gate_runtime.TABLE, "workflow", "waiters")
 
 _dedup_row = msgspec.json.Decoder(dedup.DedupEntry)
 _delay_row = msgspec.json.Decoder(delay.Row)
 _cron_row = msgspec.json.Decoder(ScheduleState)
+_run_row = msgspec.json.Decoder(RunState)
+_waiter_row = msgspec.json.Decoder(WaiterRow)
 _spec = msgspec.json.Decoder(ScheduleSpec)
 _encoder = msgspec.json.Encoder()
 
@@ -94,6 +106,11 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     }
     # Rows are our own msgspec JSON: faust only moves bytes (app-wide raw serializers).
     dedup_table = app.Table("dedup", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
+    # Workflow runs: one row per run key, on the partition every record of the run goes to.
+    run_table = app.Table("workflow", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
+    # waitForEvent: one row per (user, event id), with a timer index over the deadlines.
+    waiter_table = app.Table("waiters", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
+    wait_index = TimerIndex()
     delay_table = app.Table("delay", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
     index = TimerIndex()
     metrics.watch(index, clock)
@@ -136,6 +153,54 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
         app, gates_topic=outputs["gates"], partitions=cfg.partitions, send=send, now_ms=now_ms
     )
 
+    def run_row(key: bytes) -> RunState | None:
+        raw = run_table.get(key)
+        return _run_row.decode(raw) if raw else None
+
+    async def apply_run(decision: workflow.Decision, key: bytes) -> None:
+        if decision.note:
+            log.debug("workflow %s: %s", key.decode(), decision.note)
+        if decision.run is not None:
+            run_table[key] = _encoder.encode(decision.run)
+        await send(decision.emits)
+
+    async def on_waiters(cmd: WaitFor | NotifyEvent | WaitTimeout) -> None:
+        key = waiter_key(cmd.user_id, cmd.event_id).encode()
+        raw = waiter_table.get(key)
+        row = _waiter_row.decode(raw) if raw else None
+        match cmd:
+            case WaitFor():
+                decision = waiters.on_wait(cmd, row)
+            case NotifyEvent():
+                decision = waiters.on_notify(cmd, row, now_ms=now_ms())
+            case WaitTimeout():
+                decision = waiters.on_timeout(cmd, row, now_ms=now_ms())
+        if decision.delete:
+            waiter_table.pop(key, None)
+        elif decision.row is not None:
+            waiter_table[key] = _encoder.encode(decision.row)
+        await send(decision.emits)
+        if decision.wake_at is not None:
+            wait_index.add(decision.wake_at, key.decode())
+
+    @waiter_table.on_recover
+    async def rebuild_waits() -> None:
+        pairs = [
+            (due, key.decode())
+            for key, raw in waiter_table.items()
+            for due in waiters.wake_times(_waiter_row.decode(raw))
+        ]
+        wait_index.replace_all(pairs)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def wait_due() -> None:
+        async def send_timeout(due: int, key: str) -> object:
+            user_id, _, event_id = key[len(WAITER_KEY_PREFIX) :].partition("/")
+            cmd = WaitTimeout(user_id=user_id, event_id=event_id, due=due)
+            return await requests.send(key=key.encode(), value=codec.encode(cmd))
+
+        await run_due(wait_index, now_ms, send_timeout)
+
     @app.agent(requests)
     async def accept(stream: Any) -> None:
         async for event in stream.events():
@@ -147,6 +212,13 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
                 continue
             match cmd:
                 case PublishRequest():
+                    if cmd.message.workflow is not None:
+                        rkey = request_key(cmd).encode()
+                        decision = workflow.on_message(cmd, run_row(rkey), now_ms=now_ms())
+                        await apply_run(decision, rkey)
+                        if decision.forward is None:
+                            continue
+                        cmd = decision.forward
                     key = (cmd.dedup_key or cmd.message.message_id).encode()
                     # Without a dedup key there is no row to read.
                     existing = dedup_row(key) if cmd.dedup_key else None
@@ -156,6 +228,26 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
                 case ExpireDedup():
                     key = cmd.key.encode()
                     step = dedup.expire(cmd, dedup_row(key), now_ms=now_ms())
+                case EndRun():
+                    rkey = run_key(cmd.user_id, cmd.run_id).encode()
+                    await apply_run(workflow.on_end(cmd, run_row(rkey), now_ms=now_ms()), rkey)
+                    continue
+                case FailRun():
+                    rkey = run_key(cmd.user_id, cmd.run_id).encode()
+                    await apply_run(workflow.on_fail(cmd, run_row(rkey), now_ms=now_ms()), rkey)
+                    continue
+                case ReviveRun():
+                    rkey = run_key(cmd.user_id, cmd.run_id).encode()
+                    decision = workflow.on_revive(cmd, run_row(rkey), now_ms=now_ms())
+                    await apply_run(decision, rkey)
+                    if decision.forward is None:
+                        continue
+                    cmd = decision.forward
+                    key = cmd.message.message_id.encode()
+                    step = dedup.accept(cmd, None, now_ms=now_ms(), window_ms=cfg.dedup_window_ms)
+                case WaitFor() | NotifyEvent() | WaitTimeout():
+                    await on_waiters(cmd)
+                    continue
             await apply(step, dedup_table, key)
 
     @app.agent(timers)

@@ -30,6 +30,8 @@ from kafstash.producers.api import (
     openapi,
     queues,
     schedules,
+    waiters,
+    workflows,
 )
 from kafstash.producers.api.context import ApiConfig, ApiContext, results_json
 from kafstash.producers.api.errors import (
@@ -63,8 +65,17 @@ log = logging.getLogger(__name__)
 class _BatchItem(msgspec.Struct):
     destination: str
     headers: dict[str, str] | None = None
-    body: str | None = None
+    # The JS Workflow SDK's context.call puts a JSON object or array here as is (not a string);
+    # it is the call's body, JSON-encoded.
+    body: str | dict[str, Any] | list[Any] | int | float | bool | None = None
     queue: str | None = None
+
+    def body_bytes(self) -> bytes:
+        if self.body is None:
+            return b""
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return msgspec.json.encode(self.body)
 
 
 _batch_decoder = msgspec.json.Decoder(list[_BatchItem])
@@ -87,6 +98,8 @@ class Api(ApiContext):
         key_view = keys.open_view(cfg.bootstrap, cfg.topics.keys)
         schedule_view = ScheduleView(cfg.bootstrap, cfg.topics.state)
         gate_view = open_gate_state_view(cfg.bootstrap, cfg.topics.state)
+        runs_view = workflows.open_view(cfg.bootstrap, cfg.topics.state)
+        waiters_view = waiters.open_view(cfg.bootstrap, cfg.topics.state)
         async with contextlib.AsyncExitStack() as stack:
             # Each view reads its topic up to the end before the API may answer; reading them
             # one after another made every start (and every restart after a crash) wait for
@@ -102,10 +115,13 @@ class Api(ApiContext):
                 key_view,
                 schedule_view,
                 gate_view,
+                runs_view,
+                waiters_view,
             )
             self.log, self.waiter, self.view = log_, waiter, view
             self.groups, self.dlq, self.events_view = group_view, dlq_view, events_view
             self.key_view, self.schedules, self.gate_state = key_view, schedule_view, gate_view
+            self.runs, self.waiter_rows = runs_view, waiters_view
             self.message_state = event_message_state(
                 events_view.latest_state, pending_message_state(view)
             )
@@ -151,7 +167,7 @@ class Api(ApiContext):
                                 user=user,
                                 url=t.url,
                                 view=HeaderView((item.headers or {}).items()),
-                                body=(item.body or "").encode(),
+                                body=item.body_bytes(),
                                 now_ms=now,
                                 limits=self.config.limits,
                                 caller_ip=request.client.host if request.client else None,
@@ -301,6 +317,8 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
         *schedules.routes(api),
         *queues.routes(api),
         *flow_control.routes(api),
+        *workflows.routes(api),
+        *waiters.routes(api),
         *console.routes(),
     ]
     return Starlette(

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kafstash.producers.api.errors import ApiError
+from kafstash.producers.api.workflow_headers import parse_workflow
 from kafstash.producers.durations import parse_duration_ms
 from kafstash.schemas import defaults
 from kafstash.schemas import headers as h
@@ -113,6 +114,9 @@ def parse_options(pairs: list[tuple[str, str]], prefix: str, label: str) -> Call
             raise err("retry-delay", str(exc)) from None
     durations = _durations(values, err)
     timeout = durations.get("timeout")
+    first: dict[str, str] = {}
+    for low, value in pairs:
+        first.setdefault(low, value)
     return CallbackOptions(
         method=method,
         header=header,
@@ -120,6 +124,7 @@ def parse_options(pairs: list[tuple[str, str]], prefix: str, label: str) -> Call
         retry_delay_expression=expr,
         timeout_ms=None if timeout is None else min(timeout, defaults.DEFAULT_TIMEOUT_MS),
         delay_ms=durations.get("delay"),
+        workflow=parse_workflow(first.get, prefix + "workflow-"),
     )
 
 

@@ -30,7 +30,7 @@ from kafstash.producers.api.errors import (
     Unavailable,
 )
 from kafstash.producers.api.fanout import Target, for_target
-from kafstash.producers.api.gates import GateStateView, remember_gates, request_key
+from kafstash.producers.api.gates import GateStateView, remember_gates
 from kafstash.producers.api.publish import HeaderView, PublishLimits, build_request
 from kafstash.producers.api.ratelimit import RateLimiter
 from kafstash.producers.api.schedule_view import MessageStateFn, ScheduleView
@@ -38,15 +38,18 @@ from kafstash.producers.events_view import EventsView
 from kafstash.producers.kafka_log import DecisionWaiter, KafkaLog, LogUnavailable, MessagesView
 from kafstash.schemas import codec
 from kafstash.schemas.addresses import Allowlist
-from kafstash.schemas.commands import PublishRequest
+from kafstash.schemas.commands import Accepted, PublishRequest
 from kafstash.schemas.defaults import EVENTS_RETENTION_MS
 from kafstash.schemas.dlq import DlqEntry
 from kafstash.schemas.groups import UrlGroup, group_key, valid_name
 from kafstash.schemas.history import EventHistory
 from kafstash.schemas.message import Message
 from kafstash.schemas.redact import redacted
+from kafstash.schemas.routing import request_key
 from kafstash.schemas.topics import Topics
 from kafstash.schemas.users import User
+from kafstash.schemas.waiters import WaiterRow
+from kafstash.schemas.workflow import ACTIVE, RunState, run_key
 from kafstash.views.compacted import CompactedView
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,8 @@ class ApiContext:
         # The state of a schedule's last messages; None = derived from the messages view.
         self.message_state: MessageStateFn | None = None
         self.gate_state: GateStateView | None = None
+        self.runs: CompactedView[RunState] | None = None  # workflow runs (producers/api/workflows)
+        self.waiter_rows: CompactedView[WaiterRow] | None = None  # waitForEvent (api/waiters.py)
 
     def user(self, request: Request) -> User:
         """The authenticated caller, refused with 429 past its rate limit."""
@@ -158,6 +163,7 @@ class ApiContext:
         assert self.log
         assert self.waiter
         assert self.view
+        self.check_runs_active(requests)
         topic = self.config.topics.requests
         waits = {r.request_id: self.waiter.expect(r.request_id) for r in requests if r.reply}
         records = [(topic, request_key(r).encode(), codec.encode(r)) for r in requests]
@@ -171,6 +177,7 @@ class ApiContext:
                     continue
                 async with asyncio.timeout(self.config.decision_timeout_s):
                     decision = await waits[r.request_id]
+                assert isinstance(decision, Accepted)
                 results.append((decision.message_id, decision.deduplicated))
         except LogUnavailable as exc:
             log.warning("append failed: %s", exc)
@@ -191,6 +198,20 @@ class ApiContext:
         assert self.gate_state
         remember_gates(self.gate_state, [r.message for r in requests], self.now_ms())
         return results
+
+    def check_runs_active(self, requests: list[PublishRequest]) -> None:
+        """400 for a step of a workflow run that has ended: the JS SDK reads it as "cancelled
+        or finished" and stops quietly (workflow-api.md §2.3). The run's stream worker drops
+        such a step anyway; this tells the SDK at once."""
+        if self.runs is None:
+            return
+        for r in requests:
+            tag = r.message.workflow
+            if tag is None or tag.init or tag.call_type == "failureCall":
+                continue
+            run = self.runs.get(run_key(r.message.user_id, tag.run_id))
+            if run is not None and run.state != ACTIVE:
+                raise ApiError(f"workflow run {tag.run_id} is not active: {run.state}")
 
     async def requests_for(
         self, request: Request, user: User, prefix: str

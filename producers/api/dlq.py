@@ -57,6 +57,13 @@ def dlq_json(entry: DlqEntry) -> dict[str, Any]:
         out["response" + key[0].upper() + key[1:]] = value  # responseBody / responseBodyBase64
     if entry.error:
         out["error"] = entry.error
+    tag = entry.message.workflow
+    if tag is not None:
+        out["workflowRunId"] = tag.run_id
+        out["workflowCreatedAt"] = tag.created_at or entry.message.created_at
+        out["workflowUrl"] = tag.url or entry.message.url
+        if entry.message.failure_callback:
+            out["failureCallback"] = entry.message.failure_callback
     return out
 
 

@@ -30,6 +30,10 @@ _TEXT_FILTERS: dict[str, Callable[[DlqEntry], list[str | None]]] = {
     "label": lambda e: list(e.message.labels),
     "flowControlKey": lambda e: [e.message.flow_control.key if e.message.flow_control else None],
     "responseStatus": lambda e: [str(e.response_status or 0)],
+    # ``source=workflow`` (the Workflow SDK's dlq.list): dead letters of workflow runs.
+    "source": lambda e: ["workflow" if e.message.workflow else "message"],
+    "workflowRunId": lambda e: [e.message.workflow.run_id if e.message.workflow else None],
+    "workflowUrl": lambda e: [e.message.workflow.url if e.message.workflow else None],
 }
 
 

@@ -154,7 +154,9 @@ CANCEL_MESSAGES = FieldSpec(
     body_ids="messageIds",
 )
 DLQ = FieldSpec(
-    query=_COMMON | {"dlqIds", "messageId", "responseStatus", "cursor", "count", "order"},
+    query=_COMMON
+    | {"dlqIds", "messageId", "responseStatus", "cursor", "count", "order", "source"}
+    | {"workflowRunId", "workflowUrl"},
     count=CountRule(default=DLQ_MAX, maximum=DLQ_MAX, clamp=True),
     body_ids="dlqIds",
 )

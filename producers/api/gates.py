@@ -91,13 +91,6 @@ def cancel_records(topics: Topics, message: Message, requested_at: int) -> list[
     return out
 
 
-def request_key(req: PublishRequest) -> str:
-    """The ``requests`` record key: the dedup key, else the message's first gate (so that one
-    queue's messages keep their publish order through the stream worker), else the message id."""
-    gates = gates_of(req.message)
-    return req.dedup_key or (gates[0] if gates else req.message.message_id)
-
-
 def remember_gates(view: GateStateView, messages: list[Message], now_ms: int) -> None:
     """Read-your-writes: a queue or flow-control key created by a publish is shown at once."""
     for m in messages:

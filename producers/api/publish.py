@@ -6,9 +6,12 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import msgspec
+
 from kafstash.producers.api.callbacks import parse_callbacks
 from kafstash.producers.api.errors import ApiError, PayloadTooLarge
 from kafstash.producers.api.flow_control_value import parse_flow_control
+from kafstash.producers.api.workflow_headers import parse_workflow
 from kafstash.producers.durations import parse_duration_ms
 from kafstash.schemas import defaults, headers, ids
 from kafstash.schemas.commands import PublishRequest
@@ -16,6 +19,7 @@ from kafstash.schemas.message import Message
 from kafstash.schemas.redact import InvalidRedactFields, parse_redact_fields
 from kafstash.schemas.retry_delay import InvalidRetryDelay, parse_retry_delay
 from kafstash.schemas.users import User
+from kafstash.schemas.workflow import Invoker
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
@@ -193,7 +197,32 @@ def build_request(
         flow_control=parse_flow_control(
             view.get(headers.FLOW_CONTROL_KEY), view.get(headers.FLOW_CONTROL_VALUE)
         ),
+        workflow=parse_workflow(view.get, headers.WORKFLOW_PREFIX),
     )
+    return _request_of(message, user=user, view=view, url=url, body=body, forwarded=forwarded)
+
+
+def _request_of(
+    message: Message,
+    *,
+    user: User,
+    view: HeaderView,
+    url: str,
+    body: bytes,
+    forwarded: dict[str, list[str]],
+) -> PublishRequest:
+    if message.workflow is not None:
+        # The run's stream worker deduplicates on the run id; a start waits for its decision
+        # (a second trigger of one run id answers "deduplicated").
+        invoker: Invoker | None = None
+        init = message.workflow.init
+        if init and (view.get(headers.WORKFLOW_INVOKE) or "") == "true":
+            message, invoker = _invoked(message, user=user, limits=PublishLimits())
+        return PublishRequest(
+            request_id=ids.request_id(), message=message, reply=init, invoker=invoker
+        )
+    dedup_id = message.dedup_id
+    content_dedup = (view.get(headers.CONTENT_DEDUP) or "").strip().lower()
     dedup_key: str | None = None
     if dedup_id:
         dedup_key = f"{user.user_id}:id:{dedup_id}"
@@ -205,6 +234,43 @@ def build_request(
         dedup_key=dedup_key,
         reply=dedup_key is not None,
     )
+
+
+class _InvokeBody(msgspec.Struct, rename="camel"):
+    body: str
+    workflow_run_id: str
+    workflow_url: str
+    step: dict[str, object]
+    headers: dict[str, list[str]] = {}
+    workflow_run_created_at: int = 0
+
+
+def _invoked(message: Message, *, user: User, limits: PublishLimits) -> tuple[Message, Invoker]:
+    """A run started by ``context.invoke``: its payload is the wrapper's ``body``; the
+    invoker's step message, for the result, is built from the wrapper's headers."""
+    try:
+        wrapper = msgspec.json.decode(message.body, type=_InvokeBody)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ApiError(f"invalid invoke body: {exc}") from None
+    pairs = [(k, v) for k, values in wrapper.headers.items() for v in values]
+    template = build_request(
+        user=user,
+        url=wrapper.workflow_url,
+        view=HeaderView(pairs),
+        body=b"",
+        now_ms=message.created_at,
+        limits=limits,
+    ).message
+    if template.workflow is None or template.workflow.run_id != wrapper.workflow_run_id:
+        raise ApiError("invalid invoke body: its headers must name the invoking run")
+    invoker = Invoker(
+        run_id=wrapper.workflow_run_id,
+        url=wrapper.workflow_url,
+        created_at=wrapper.workflow_run_created_at,
+        step=msgspec.json.encode(wrapper.step),
+        template=template,
+    )
+    return msgspec.structs.replace(message, body=wrapper.body.encode()), invoker
 
 
 def content_hash(url: str, body: bytes, forwarded: dict[str, list[str]]) -> str:

@@ -72,7 +72,28 @@ def callback_body(
         "callerIP": m.caller_ip,
     }
     out.update({k: v for k, v in optional.items() if v is not None})
+    if m.workflow is not None:
+        out.update(_workflow_fields(m))
     return json.dumps(out, separators=(",", ":")).encode()
+
+
+def _workflow_fields(m: Message) -> dict[str, object]:
+    """What a workflow's failure function reads (workflow-api.md §5): the run, and as
+    ``sourceBody`` the run's initial payload, element 0 of the history this step carried."""
+    assert m.workflow is not None
+    out: dict[str, object] = {
+        "workflowRunId": m.workflow.run_id,
+        "workflowCreatedAt": m.workflow.created_at or m.created_at,
+    }
+    if m.workflow.url:
+        out["workflowUrl"] = m.workflow.url
+    if m.workflow.call_type == "step":
+        try:
+            history = json.loads(m.body)
+            out["sourceBody"] = str(history[0]["body"])
+        except (ValueError, LookupError, TypeError):
+            pass  # not a history (a Kafka-native producer's message): the body as sent
+    return out
 
 
 def callback_request(
@@ -103,6 +124,7 @@ def callback_request(
         timeout_ms=opts.timeout_ms,
         caller_ip=None,
         # No callback of its own: a failing callback must not start a chain of callbacks.
+        workflow=opts.workflow,
     )
     return PublishRequest(
         request_id="req_" + message_id[len("msg_") :],

@@ -6,6 +6,8 @@ from kafstash.schemas.commands import DeliveryDue, Schedule
 from kafstash.schemas.dlq import DlqEntry, dlq_id, dlq_key
 from kafstash.schemas.events import MessageEvent, State
 from kafstash.schemas.message import Message
+from kafstash.schemas.routing import request_key
+from kafstash.schemas.workflow import FailRun, run_key
 from kafstash.sinks.http import slots
 from kafstash.sinks.http.callbacks import callbacks_after
 from kafstash.sinks.http.outcome import DeadLetter, Delivered, Outcome, RetryAt
@@ -94,6 +96,13 @@ def _follow_ups(
             error=error or outcome.reason,
         )
         out.append(("dlq", dlq_key(m.user_id, dlq), entry))
+        tag = m.workflow
+        if tag is not None and tag.call_type in ("step", "fromCallback"):
+            # A message to the workflow URL that failed for good fails its run.
+            failed = FailRun(
+                user_id=m.user_id, run_id=tag.run_id, message_id=m.message_id, dlq_id=dlq, at=now_ms
+            )
+            out.append(("requests", run_key(m.user_id, tag.run_id), failed))
     for req in callbacks_after(
         due,
         final_failure=final,
@@ -105,7 +114,7 @@ def _follow_ups(
         now_ms=now_ms,
         carrier=carrier,
     ):
-        out.append(("requests", req.dedup_key or req.message.message_id, req))
+        out.append(("requests", request_key(req), req))
     return out
 
 

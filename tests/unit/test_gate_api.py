@@ -13,7 +13,6 @@ from kafstash.producers.api.gates import (
     cancel_records,
     check_queue_name,
     open_gate_state_view,
-    request_key,
     with_queue,
 )
 from kafstash.producers.api.queues import queue_json
@@ -21,6 +20,7 @@ from kafstash.schemas import codec
 from kafstash.schemas.commands import Cancel, PublishRequest
 from kafstash.schemas.gates import FlowControlAdmin, FlowControlState, QueueState, Withdraw
 from kafstash.schemas.message import FlowControl, Message
+from kafstash.schemas.routing import request_key
 from kafstash.schemas.topics import Topics
 
 T = Topics("t")

@@ -28,6 +28,7 @@ from kafstash.schemas.jsonschema import (
     render,
 )
 from kafstash.schemas.message import Message
+from kafstash.schemas.workflow import Invoker
 
 MSG = Message(
     message_id="msg_1",
@@ -106,6 +107,7 @@ _FIELDS: list[tuple[str, object, object]] = [
     ("message", Message, msgspec.NODEFAULT),
     ("dedup_key", str | None, None),
     ("reply", bool, False),
+    ("invoker", Invoker | None, None),
 ]
 
 
@@ -119,12 +121,12 @@ def test_the_stand_in_renders_the_checked_in_schema() -> None:
     [
         pytest.param([*_FIELDS, ("priority", int, 0)], id="field added"),
         pytest.param([("req_id", str, msgspec.NODEFAULT), *_FIELDS[1:]], id="field renamed"),
-        pytest.param([*_FIELDS[:3], ("reply", int, 0)], id="type changed"),
+        pytest.param([*_FIELDS[:3], ("reply", int, 0), _FIELDS[4]], id="type changed"),
         pytest.param(
-            [*_FIELDS[:2], ("dedup_key", str, msgspec.NODEFAULT), _FIELDS[3]],
+            [*_FIELDS[:2], ("dedup_key", str, msgspec.NODEFAULT), *_FIELDS[3:]],
             id="field made required",
         ),
-        pytest.param(_FIELDS[:3], id="field removed"),
+        pytest.param(_FIELDS[:4], id="field removed"),
     ],
 )
 def test_a_wire_change_is_drift(fields: list[tuple[str, object, object]]) -> None:

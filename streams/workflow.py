@@ -1,0 +1,296 @@
+"""The workflow table's decisions: a run's step history, and how each of its messages leaves.
+
+Every message and command of a run reaches the partition owning the run's row in publish order
+(schemas/routing.py). A message joins the history when it arrives; a delivery to the workflow
+URL carries the history *up to and including* its own message, which is what makes parallel
+steps work (workflow-api.md §3.2). The message then goes on as any message does (dedup.accept:
+delay, gates, delivery), with the history as its body.
+
+Replays: a worker that crashed before committing sees a message again whose id is already in
+the history. It is sent on again with the history as it was when the message joined, so a
+replay delivers the same body under the same message id (receivers dedupe on it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+
+import msgspec
+
+from kafstash.schemas import ids
+from kafstash.schemas.commands import Accepted, Cancel, PublishRequest
+from kafstash.schemas.defaults import DEFAULT_RETRIES
+from kafstash.schemas.message import Message
+from kafstash.schemas.routing import request_key
+from kafstash.schemas.workflow import (
+    ACTIVE,
+    CREATED_AT_HEADER,
+    RUN_ID_HEADER,
+    SDK_VERSION_HEADER,
+    URL_HEADER,
+    EndRun,
+    FailRun,
+    HistoryEntry,
+    ReviveRun,
+    RunState,
+    run_key,
+)
+from kafstash.schemas.workflow_tag import WorkflowTag
+from kafstash.streams.effects import Emit
+
+_history_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the runtime does with one record: the row's new value (None: unchanged), the
+    request to pass on to dedup.accept (None: nothing is delivered), and extra records."""
+
+    run: RunState | None = None
+    forward: PublishRequest | None = None
+    emits: tuple[Emit, ...] = ()
+    note: str | None = None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def history_body(history: list[HistoryEntry]) -> bytes:
+    return _history_encoder.encode(history)
+
+
+def _deliverable(run: RunState, message: Message, upto: int) -> Message:
+    """``message`` as it leaves for its destination, given the history index it holds."""
+    assert message.workflow is not None
+    tag = replace_tag(message, run)
+    header = dict(message.header)
+    call_type = tag.call_type
+    body = message.body
+    if call_type == "step":
+        body = history_body(run.history[: upto + 1])
+        header[RUN_ID_HEADER] = [run.run_id]
+        header[URL_HEADER] = [run.url]
+        header[CREATED_AT_HEADER] = [str(run.created_at)]
+    elif call_type in ("fromCallback", "failureCall"):
+        header[RUN_ID_HEADER] = [run.run_id]
+        header.pop(SDK_VERSION_HEADER, None)
+    # toCallback goes to a third party: its own body, and no workflow header of ours.
+    failure_callback = message.failure_callback
+    failure_options = message.failure_callback_options
+    if call_type == "step" and failure_callback is None and run.failure_callback is not None:
+        # JS sets the failure callback on the run's first message only; every step of the run
+        # may be the one that fails it, so each carries it to the sender.
+        failure_callback, failure_options = run.failure_callback, run.failure_callback_options
+    out = msgspec.structs.replace(
+        message,
+        body=body,
+        header=header,
+        workflow=tag,
+        failure_callback=failure_callback,
+        failure_callback_options=failure_options,
+        labels=message.labels or run.labels,
+    )
+    if call_type != "step" or tag.init:
+        return out
+    # A step without settings of its own takes the run's (Python repeats them on every step,
+    # JS sends them on the start only; a step cannot tell "3" from "not sent", and 3 is the
+    # default either way).
+    return msgspec.structs.replace(
+        out,
+        max_retries=run.max_retries if out.max_retries == DEFAULT_RETRIES else out.max_retries,
+        retry_delay_expression=out.retry_delay_expression or run.retry_delay_expression,
+        flow_control=out.flow_control or run.flow_control,
+    )
+
+
+def replace_tag(message: Message, run: RunState) -> WorkflowTag:
+    assert message.workflow is not None
+    return msgspec.structs.replace(
+        message.workflow, created_at=run.created_at, url=message.workflow.url or run.url
+    )
+
+
+def _index(run: RunState, message_id: str) -> int | None:
+    for i, entry in enumerate(run.history):
+        if entry.message_id == message_id:
+            return i
+    return None
+
+
+def _state(run: RunState) -> Emit:
+    return Emit("state", run_key(run.user_id, run.run_id), run)
+
+
+def _joined(run: RunState, message: Message, now_ms: int) -> RunState:
+    assert message.workflow is not None
+    entry = HistoryEntry(
+        message_id=message.message_id,
+        body=_b64(message.body),
+        call_type=message.workflow.call_type,
+    )
+    sleeping = dict(run.sleeping)
+    if message.not_before > now_ms:
+        sleeping[message.message_id] = message.not_before
+    # What has come due is no longer held back: a cancel has nothing to withdraw there.
+    sleeping = {k: v for k, v in sleeping.items() if v > now_ms}
+    return msgspec.structs.replace(
+        run, history=[*run.history, entry], sleeping=sleeping, updated_at=now_ms
+    )
+
+
+def on_message(req: PublishRequest, run: RunState | None, *, now_ms: int) -> Decision:
+    message = req.message
+    tag = message.workflow
+    assert tag is not None
+    if (outside := _outside_history(req, run)) is not None:
+        return outside
+    if tag.init:
+        if run is not None:
+            # Another start of a run id that exists: no second run (workflow-api.md §1.3).
+            reply: tuple[Emit, ...] = ()
+            if req.reply:
+                first = run.history[0].message_id if run.history else message.message_id
+                decision = Accepted(request_id=req.request_id, message_id=first, deduplicated=True)
+                reply = (Emit("decisions", req.request_id, decision),)
+            return Decision(emits=reply, note="deduplicated: run exists")
+        run = RunState(
+            user_id=message.user_id,
+            run_id=tag.run_id,
+            url=tag.url or message.url,
+            created_at=now_ms,
+            updated_at=now_ms,
+            labels=list(message.labels),
+            failure_callback=message.failure_callback,
+            failure_callback_options=message.failure_callback_options,
+            caller_ip=message.caller_ip,
+            max_retries=message.max_retries,
+            retry_delay_expression=message.retry_delay_expression,
+            flow_control=message.flow_control,
+            invoker=req.invoker,
+        )
+    elif run is None:
+        return Decision(note="dropped: unknown workflow run")
+    elif run.state != ACTIVE:
+        return Decision(note=f"dropped: run is {run.state}")
+    joined = _joined(run, message, now_ms)
+    forward = _with(req, _deliverable(joined, message, len(joined.history) - 1))
+    return Decision(run=joined, forward=forward, emits=(_state(joined),))
+
+
+def _outside_history(req: PublishRequest, run: RunState | None) -> Decision | None:
+    """A message that does not join the history now: a failure function's call (it only names
+    the run), or a replay of one that joined before."""
+    message = req.message
+    assert message.workflow is not None
+    if message.workflow.call_type == "failureCall":
+        if run is None:
+            return Decision(forward=req)
+        return Decision(forward=_with(req, _deliverable(run, message, len(run.history) - 1)))
+    if run is not None and (at := _index(run, message.message_id)) is not None:
+        return Decision(
+            forward=_with(req, _deliverable(run, message, at)), note="replayed: already joined"
+        )
+    return None
+
+
+def _with(req: PublishRequest, message: Message) -> PublishRequest:
+    return msgspec.structs.replace(req, message=message)
+
+
+def on_end(cmd: EndRun, run: RunState | None, *, now_ms: int) -> Decision:
+    if run is None or run.state != ACTIVE:
+        return Decision(note="ignored: run is not active")
+    ended = msgspec.structs.replace(
+        run,
+        state="RUN_CANCELED" if cmd.cancel else "RUN_SUCCESS",
+        completed_at=cmd.at,
+        response=None if cmd.cancel else cmd.response,
+        sleeping={},
+        updated_at=now_ms,
+    )
+    # A cancelled run's held-back messages (sleeps) are withdrawn; a finished run has none the
+    # SDK still expects, and a late one would meet the ended row and nothing else.
+    withdraw = tuple(
+        Emit("timers", mid, Cancel(message_id=mid, user_id=run.user_id, requested_at=now_ms))
+        for mid, due in run.sleeping.items()
+        if due > now_ms
+    )
+    result = _invoke_result(ended, now_ms)
+    return Decision(run=ended, emits=(*withdraw, *result, _state(ended)))
+
+
+def on_fail(cmd: FailRun, run: RunState | None, *, now_ms: int) -> Decision:
+    if run is None or run.state != ACTIVE:
+        return Decision(note="ignored: run is not active")
+    failed = msgspec.structs.replace(
+        run, state="RUN_FAILED", completed_at=cmd.at, dlq_id=cmd.dlq_id, updated_at=now_ms
+    )
+    return Decision(run=failed, emits=(*_invoke_result(failed, now_ms), _state(failed)))
+
+
+def _invoke_result(run: RunState, now_ms: int) -> tuple[Emit, ...]:
+    """The invoker's Invoke step, once this invoked run has ended (workflow-api.md §3.6)."""
+    invoker = run.invoker
+    if invoker is None:
+        return ()
+    step = json.loads(invoker.step)
+    if not isinstance(step, dict):
+        step = {}
+    if step.get("stepId") == 0 and isinstance(step.get("targetStep"), int):
+        step["stepId"] = step["targetStep"]  # a parallel plan's result takes its target's id
+    out = {
+        "body": run.response,
+        "isFailed": run.state == "RUN_FAILED",
+        "isCanceled": run.state == "RUN_CANCELED",
+    }
+    step.update({"stepType": "Invoke", "out": json.dumps(out)})
+    mid = ids.derived_message_id("invoke-result", run.user_id, run.run_id)
+    message = msgspec.structs.replace(
+        invoker.template,
+        message_id=mid,
+        body=json.dumps(step, separators=(",", ":")).encode(),
+        created_at=now_ms,
+        not_before=now_ms,
+    )
+    req = PublishRequest(request_id="req_" + mid[len("msg_") :], message=message)
+    return (Emit("requests", request_key(req), req),)
+
+
+def ended(run: RunState) -> bool:
+    return run.state != ACTIVE
+
+
+def on_revive(cmd: ReviveRun, run: RunState | None, *, now_ms: int) -> Decision:
+    if run is None or run.state != "RUN_FAILED":
+        return Decision(note="ignored: only a failed run is resumed or restarted")
+    req = PublishRequest(request_id="req_" + cmd.message.message_id[4:], message=cmd.message)
+    if cmd.restart:
+        fresh = msgspec.structs.replace(
+            run,
+            state=ACTIVE,
+            history=[],
+            sleeping={},
+            created_at=now_ms,
+            updated_at=now_ms,
+            completed_at=None,
+            dlq_id=None,
+            response=None,
+        )
+        joined = _joined(fresh, cmd.message, now_ms)
+        forward = _with(req, _deliverable(joined, cmd.message, 0))
+        return Decision(run=joined, forward=forward, emits=(_state(joined),))
+    at = _index(run, cmd.failed_id)
+    if at is None:
+        return Decision(note="ignored: the failed message is not in the history")
+    resumed = msgspec.structs.replace(
+        run, state=ACTIVE, completed_at=None, dlq_id=None, updated_at=now_ms
+    )
+    # Not a new step: the failed delivery again (new id), with the history it carried.
+    return Decision(
+        run=resumed,
+        forward=_with(req, _deliverable(resumed, cmd.message, at)),
+        emits=(_state(resumed),),
+    )
