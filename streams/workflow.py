@@ -172,7 +172,10 @@ def on_message(req: PublishRequest, run: RunState | None, *, now_ms: int) -> Dec
             invoker=req.invoker,
         )
     elif run is None:
-        return Decision(note="dropped: unknown workflow run")
+        # Not a run this deployment started (a Kafka-native producer's message, or a callback
+        # naming some run id): delivered as the plain message it also is; nothing accepted
+        # is dropped for a run we cannot know.
+        return Decision(forward=req, note="unknown workflow run: delivered as a plain message")
     elif run.state != ACTIVE:
         return Decision(note=f"dropped: run is {run.state}")
     joined = _joined(run, message, now_ms)

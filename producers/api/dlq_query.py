@@ -85,6 +85,9 @@ def parse_query(pairs: list[tuple[str, str]]) -> DlqQuery:
     for status in filters.get("responseStatus", ()):
         if not status.isascii() or not status.isdigit():
             raise ApiError(f"invalid responseStatus: {status!r} is not an HTTP status code")
+    for source in filters.get("source", ()):
+        if source not in ("workflow", "message"):
+            raise ApiError(f"invalid source: {source!r}, use workflow or message")
     order = (_values(pairs, "order") or ["earliestFirst"])[0]
     if order not in _ORDERS:
         raise ApiError("invalid order: use earliestFirst or latestFirst")

@@ -113,8 +113,11 @@ def test_a_callback_keeps_its_body_and_loses_the_sdk_version_header() -> None:
     assert [e.call_type for e in d.run.history] == ["step", "toCallback", "fromCallback"]
 
 
-def test_ended_or_unknown_runs_take_no_steps() -> None:
-    assert workflow.on_message(req("s1", b"{}"), None, now_ms=1).forward is None
+def test_ended_runs_take_no_steps_and_unknown_ones_get_plain_messages() -> None:
+    unknown = workflow.on_message(req("s1", b"{}"), None, now_ms=1)
+    assert unknown.run is None
+    assert unknown.forward is not None
+    assert unknown.forward.message.body == b"{}", "delivered as sent, no history"
     end = EndRun(user_id="u", run_id="wfr_1", cancel=False, at=5, response='"done"')
     done = workflow.on_end(end, started(), now_ms=5)
     assert done.run is not None
