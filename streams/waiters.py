@@ -46,7 +46,8 @@ def _state(row: WaiterRow) -> Emit:
 def _changed(row: WaiterRow, waiters: list[Waiter], emits: tuple[Emit, ...]) -> Decision:
     out = msgspec.structs.replace(row, waiters=waiters)
     if not waiters:
-        return Decision(delete=True, emits=(*emits, Emit("state", _state(out).key, None)))
+        tomb = Emit("state", waiters_state_key(row.user_id, row.event_id), None)
+        return Decision(delete=True, emits=(*emits, tomb))
     return Decision(row=out, emits=(*emits, _state(out)))
 
 

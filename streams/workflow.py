@@ -262,10 +262,6 @@ def _invoke_result(run: RunState, now_ms: int) -> tuple[Emit, ...]:
     return (Emit("requests", request_key(req), req),)
 
 
-def ended(run: RunState) -> bool:
-    return run.state != ACTIVE
-
-
 def on_revive(cmd: ReviveRun, run: RunState | None, *, now_ms: int) -> Decision:
     if run is None or run.state != "RUN_FAILED":
         return Decision(note="ignored: only a failed run is resumed or restarted")
