@@ -3,7 +3,9 @@
 No fault is injected, so at-least-once owes no re-delivery here. The join revokes a partition
 from the first sender while its poll loop waits for a free slot with fetched records of that
 partition in hand: 4 slots and a slow sink (/slow/300/, so at most ~13 deliveries/s per sender)
-keep every slot busy when that happens, even on a loaded machine that publishes slowly.
+keep every slot busy when that happens, even on a loaded machine that publishes slowly. The
+second sender starts only once the first has delivered something: on a busy machine the stream
+workers can lag by seconds, and a join before the first delivery revokes nothing in flight.
 Before the fix, the first sender went on starting those records after its revocation callback
 had committed, and the new owner delivered them again from the committed offset.
 """
@@ -14,6 +16,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 
@@ -27,8 +30,8 @@ pytestmark = pytest.mark.broker
 
 CONCURRENCY = 4
 RATE = 40.0  # publishes/s, above one sender's 4 / 0.3 s ≈ 13/s: its slots fill
-PUBLISH_S = 6.0
-JOIN_AT_S = 1.0
+PUBLISH_S = 5.0  # publishing goes on this long after the second sender starts
+FIRST_DELIVERY_TIMEOUT_S = 60.0
 
 
 def _start_sender(stack: Stack, role: str) -> None:
@@ -75,9 +78,12 @@ def test_sender_joining_under_load_duplicates_nothing(
                     return asyncio.create_task(publish(c, ledger, url, f"j{i}-{path[-8:]}"))
 
                 load = asyncio.create_task(steady(make, rate=RATE, stop=stop))
-                await asyncio.sleep(JOIN_AT_S)
+                deadline = time.monotonic() + FIRST_DELIVERY_TIMEOUT_S
+                while not sink.received(path) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+                assert sink.received(path), "no delivery reached the sink before the join"
                 _start_sender(stack, "sender2")
-                await asyncio.sleep(PUBLISH_S - JOIN_AT_S)
+                await asyncio.sleep(PUBLISH_S)
                 stop.set()
                 await load
 
