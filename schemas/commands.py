@@ -4,7 +4,7 @@ from msgspec import Struct
 
 from kafstash.schemas.message import Message
 from kafstash.schemas.schedules import Tick
-from kafstash.schemas.waiters import Notified, NotifyEvent, WaitFor, WaitTimeout
+from kafstash.schemas.waiters import DropWaiters, Notified, NotifyEvent, WaitFor, WaitTimeout
 from kafstash.schemas.workflow import EndRun, FailRun, Invoker, ReviveRun
 
 
@@ -48,6 +48,7 @@ RequestCommand = (
     | WaitFor
     | NotifyEvent
     | WaitTimeout
+    | DropWaiters
 )
 
 

@@ -51,11 +51,25 @@ class WaiterRow(Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 class WaitFor(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="wait"):
-    """``POST /v2/wait/<event id>``. Topic ``<prefix>.requests``, key = waiter key."""
+    """``POST /v2/wait/<event id>``. Topic ``<prefix>.requests``: the API appends it under the
+    run's key (``run_seen`` false), so the run's row learns the event id and refuses a wait of
+    an ended run; the row passes it on under the waiter key with ``run_seen`` set."""
 
     user_id: str
     event_id: str
     waiter: Waiter
+    run_seen: bool = False
+
+
+class DropWaiters(
+    Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="waiters-drop"
+):
+    """Run ``run_id`` ended (success, failure or cancel): its waiters of ``event_id`` go.
+    Sent by the run's row; key = waiter key."""
+
+    user_id: str
+    event_id: str
+    run_id: str
 
 
 class NotifyEvent(

@@ -77,6 +77,9 @@ class RunState(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=
     retry_delay_expression: str | None = None
     flow_control: FlowControl | None = None
     invoker: Invoker | None = None
+    # Event ids the run has waited on (``waitForEvent``): its waiters there are dropped when it
+    # ends. An id stays after its waiter woke (a drop then finds nothing).
+    waiting: list[str] = []
 
 
 def run_key(user_id: str, run_id: str) -> str:

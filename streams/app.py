@@ -25,6 +25,7 @@ from kafstash.schemas.schedules import ScheduleSpec, ScheduleState, Tick
 from kafstash.schemas.topics import Topics
 from kafstash.schemas.waiters import (
     WAITER_KEY_PREFIX,
+    DropWaiters,
     NotifyEvent,
     WaiterRow,
     WaitFor,
@@ -164,7 +165,7 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
             run_table[key] = _encoder.encode(decision.run)
         await send(decision.emits)
 
-    async def on_waiters(cmd: WaitFor | NotifyEvent | WaitTimeout) -> None:
+    async def on_waiters(cmd: WaitFor | NotifyEvent | WaitTimeout | DropWaiters) -> None:
         key = waiter_key(cmd.user_id, cmd.event_id).encode()
         raw = waiter_table.get(key)
         row = _waiter_row.decode(raw) if raw else None
@@ -175,6 +176,8 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
                 decision = waiters.on_notify(cmd, row, now_ms=now_ms())
             case WaitTimeout():
                 decision = waiters.on_timeout(cmd, row, now_ms=now_ms())
+            case DropWaiters():
+                decision = waiters.on_drop(cmd, row)
         if decision.delete:
             waiter_table.pop(key, None)
         elif decision.row is not None:
@@ -245,7 +248,11 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
                     cmd = decision.forward
                     key = cmd.message.message_id.encode()
                     step = dedup.accept(cmd, None, now_ms=now_ms(), window_ms=cfg.dedup_window_ms)
-                case WaitFor() | NotifyEvent() | WaitTimeout():
+                case WaitFor(run_seen=False):
+                    rkey = run_key(cmd.user_id, cmd.waiter.run_id).encode()
+                    await apply_run(workflow.on_wait(cmd, run_row(rkey), now_ms=now_ms()), rkey)
+                    continue
+                case WaitFor() | NotifyEvent() | WaitTimeout() | DropWaiters():
                     await on_waiters(cmd)
                     continue
             await apply(step, dedup_table, key)

@@ -19,6 +19,7 @@ from kafstash.schemas.commands import PublishRequest
 from kafstash.schemas.message import Message
 from kafstash.schemas.routing import request_key
 from kafstash.schemas.waiters import (
+    DropWaiters,
     Notified,
     NotifiedWaiter,
     NotifyEvent,
@@ -111,6 +112,17 @@ def on_timeout(cmd: WaitTimeout, row: WaiterRow | None, *, now_ms: int) -> Decis
         body = _step(w, row.event_id, out=None)
         emits.append(_publish(_message(w.timed_out, w, body, "wait-timeout", now_ms)))
     return _changed(row, [w for w in row.waiters if w not in due], tuple(emits))
+
+
+def on_drop(cmd: DropWaiters, row: WaiterRow | None) -> Decision:
+    """The run ended: its waiters of this event go, so neither ``GET /v2/waiters`` nor a
+    notify sees them again."""
+    if row is None:
+        return Decision()
+    left = [w for w in row.waiters if w.run_id != cmd.run_id]
+    if len(left) == len(row.waiters):
+        return Decision()
+    return _changed(row, left, ())
 
 
 def wake_times(row: WaiterRow) -> list[int]:

@@ -24,6 +24,7 @@ from kafstash.schemas.commands import Accepted, Cancel, PublishRequest
 from kafstash.schemas.defaults import DEFAULT_RETRIES
 from kafstash.schemas.message import Message
 from kafstash.schemas.routing import request_key
+from kafstash.schemas.waiters import DropWaiters, WaitFor, waiter_key
 from kafstash.schemas.workflow import (
     ACTIVE,
     CREATED_AT_HEADER,
@@ -203,6 +204,34 @@ def _with(req: PublishRequest, message: Message) -> PublishRequest:
     return msgspec.structs.replace(req, message=message)
 
 
+def on_wait(cmd: WaitFor, run: RunState | None, *, now_ms: int) -> Decision:
+    """A ``waitForEvent`` of the run: the row notes the event id (its waiters there go when the
+    run ends), then the wait goes on to the event's waiters row. A wait of an ended run is
+    dropped; one naming a run we do not know is registered as it comes (nothing to drop it)."""
+    seen = msgspec.structs.replace(cmd, run_seen=True)
+    passed = Emit("requests", waiter_key(cmd.user_id, cmd.event_id), seen)
+    if run is None:
+        return Decision(emits=(passed,), note="wait of an unknown run: registered as it is")
+    if run.state != ACTIVE:
+        return Decision(note=f"wait dropped: run is {run.state}")
+    if cmd.event_id in run.waiting:
+        return Decision(emits=(passed,))
+    noted = msgspec.structs.replace(run, waiting=[*run.waiting, cmd.event_id], updated_at=now_ms)
+    return Decision(run=noted, emits=(_state(noted), passed))
+
+
+def _drop_waiters(run: RunState) -> tuple[Emit, ...]:
+    """An ended run's waiters: removed from every event it waited on (workflow-api.md §3.5, §5)."""
+    return tuple(
+        Emit(
+            "requests",
+            waiter_key(run.user_id, event_id),
+            DropWaiters(user_id=run.user_id, event_id=event_id, run_id=run.run_id),
+        )
+        for event_id in run.waiting
+    )
+
+
 def on_end(cmd: EndRun, run: RunState | None, *, now_ms: int) -> Decision:
     if run is None or run.state != ACTIVE:
         return Decision(note="ignored: run is not active")
@@ -212,6 +241,7 @@ def on_end(cmd: EndRun, run: RunState | None, *, now_ms: int) -> Decision:
         completed_at=cmd.at,
         response=None if cmd.cancel else cmd.response,
         sleeping={},
+        waiting=[],
         updated_at=now_ms,
     )
     # A cancelled run's held-back messages (sleeps) are withdrawn; a finished run has none the
@@ -222,16 +252,24 @@ def on_end(cmd: EndRun, run: RunState | None, *, now_ms: int) -> Decision:
         if due > now_ms
     )
     result = _invoke_result(ended, now_ms)
-    return Decision(run=ended, emits=(*withdraw, *result, _state(ended)))
+    return Decision(run=ended, emits=(*withdraw, *_drop_waiters(run), *result, _state(ended)))
 
 
 def on_fail(cmd: FailRun, run: RunState | None, *, now_ms: int) -> Decision:
     if run is None or run.state != ACTIVE:
         return Decision(note="ignored: run is not active")
     failed = msgspec.structs.replace(
-        run, state="RUN_FAILED", completed_at=cmd.at, dlq_id=cmd.dlq_id, updated_at=now_ms
+        run,
+        state="RUN_FAILED",
+        completed_at=cmd.at,
+        dlq_id=cmd.dlq_id,
+        waiting=[],
+        updated_at=now_ms,
     )
-    return Decision(run=failed, emits=(*_invoke_result(failed, now_ms), _state(failed)))
+    return Decision(
+        run=failed,
+        emits=(*_drop_waiters(run), *_invoke_result(failed, now_ms), _state(failed)),
+    )
 
 
 def _invoke_result(run: RunState, now_ms: int) -> tuple[Emit, ...]:

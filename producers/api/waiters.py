@@ -33,6 +33,7 @@ from kafstash.schemas.waiters import (
     waiter_key,
     waiters_state_key,
 )
+from kafstash.schemas.workflow import run_key
 from kafstash.views.compacted import CompactedView
 
 _DEFAULT_TIMEOUT = "7d"
@@ -142,7 +143,8 @@ def routes(api: ApiContext) -> list[Route]:
             timeout_headers=body.timeout_headers,
         )
         cmd = WaitFor(user_id=user.user_id, event_id=event_id, waiter=waiter)
-        await append(waiter_key(user.user_id, event_id), cmd)
+        # Through the run's row first: it notes the event id, so the run's end drops the waiter.
+        await append(run_key(user.user_id, run_id), cmd)
         return JSONResponse({})
 
     async def notify(request: Request) -> Response:

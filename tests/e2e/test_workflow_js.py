@@ -206,6 +206,24 @@ def test_wait_for_event_times_out(
     assert response_of(log) == "timed out"
 
 
+def test_a_cancelled_run_leaves_no_waiter_behind(
+    client: WorkflowClient, server: WorkflowServer, records: Records
+) -> None:
+    event = f"evt-{tag()}"
+    # A timeout far past the test's waits, so only the cancel can remove the waiter.
+    run = client.trigger(url=server.url("/wf/wait"), body={"eventId": event, "timeout": "1h"})
+    waiters = wait_until(lambda: client.waiters(event), f"a waiter on {event}")
+    assert len(waiters) == 1, waiters
+
+    assert client.cancel(run) == {"cancelled": 1}
+    client.wait_state(run, "RUN_CANCELED")
+    wait_until(lambda: client.waiters(event) == [], f"no waiter left on {event}")
+    assert client.notify(event, {"x": 1}) == [], "nobody is waiting any more"
+    time.sleep(2)  # a woken wait step would be the next delivery; give it a chance
+    assert records.counts(run) == {"before": 1}
+    assert client.run_log(run)["workflowState"] == "RUN_CANCELED"  # type: ignore[index]
+
+
 # ============================================================================ 6. failure function
 
 
