@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -37,6 +38,7 @@ __all__ = [
     "WorkflowClient",
     "WorkflowServer",
     "ensure_installed",
+    "failure_url_call",
     "js_server",
     "publish",
     "py_server",
@@ -167,6 +169,48 @@ class Records:
         )
         run: str = found["run"]
         return run
+
+
+def _json_or_empty(text: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+# The failure callback's keys both SDKs read (workflow-api.md §5: Python indexes them directly).
+FAILURE_BODY_KEYS = frozenset(
+    {"status", "header", "body", "url", "sourceBody", "workflowRunId", "workflowCreatedAt"}
+)
+
+
+def failure_url_call(
+    records: Records, run: str, *, workflow_url: str, payload: Any, error: str
+) -> dict[str, Any]:
+    """The call the failure URL (the endpoints' ``/failure-sink``) got for ``run``, checked
+    against workflow-api.md §5: signed by kafstash, the failure headers, and the body both SDKs
+    read. Returns the parsed body."""
+    got = records.wait_event(
+        "failure-url",
+        lambda r: _json_or_empty(r["body"]).get("workflowRunId") == run,
+        what=f"for {run}",
+    )
+    assert got["verified"] is True, f"the failure URL's signature: {got['verified']}"
+    headers = {k.lower(): v for k, v in got["headers"].items()}
+    assert headers.get("upstash-workflow-is-failure") == "true", headers
+    assert headers.get("upstash-workflow-failure-callback") == "true", headers
+    assert headers.get("upstash-workflow-runid") == run, headers
+    assert "upstash-workflow-sdk-version" not in headers, "it would be read as a step"
+    body: dict[str, Any] = json.loads(got["body"])
+    assert body.keys() >= FAILURE_BODY_KEYS, sorted(FAILURE_BODY_KEYS - body.keys())
+    assert body["status"] == 500
+    assert error in json.loads(base64.b64decode(body["body"]))["message"]
+    assert all(isinstance(v, list) for v in body["header"].values()), body["header"]
+    assert body["url"] == workflow_url
+    assert json.loads(base64.b64decode(body["sourceBody"])) == payload
+    assert body["workflowCreatedAt"] > 0
+    return body
 
 
 # ====================================================================================== servers

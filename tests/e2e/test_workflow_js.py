@@ -24,6 +24,7 @@ from tests.workflow_sdk import (
     Records,
     WorkflowClient,
     WorkflowServer,
+    failure_url_call,
     js_server,
     unsigned_post,
     wait_until,
@@ -244,6 +245,24 @@ def test_failing_step_fails_the_run_and_calls_the_failure_function(
     dlq = wait_until(lambda: client.dlq_list(workflowRunId=run), f"a DLQ entry of {run}")
     assert [m["workflowRunId"] for m in dlq] == [run]
     assert dlq[0]["dlqId"]
+
+
+def test_failure_url_gets_the_signed_failure_callback(
+    client: WorkflowClient, server: WorkflowServer, records: Records
+) -> None:
+    mark = tag()
+    url = server.url("/wf/fail-url")
+    run = client.trigger(
+        url=url, body={"tag": mark}, retries=0, failureUrl=server.url("/failure-sink")
+    )
+
+    body = failure_url_call(
+        records, run, workflow_url=url, payload={"tag": mark}, error=f"boom {mark}"
+    )
+    log = client.wait_state(run, "RUN_FAILED")
+    assert body["dlqId"] == log["dlqId"]
+    assert records.counts(run) == {"ok": 1, "boom": 1}
+    assert records.of(run, "failure") == [], "the failure URL, not a failure function"
 
 
 def test_non_retryable_error_fails_at_once(

@@ -23,6 +23,7 @@ from tests.stack import Stack
 from tests.workflow_sdk import (
     Records,
     WorkflowServer,
+    failure_url_call,
     publish,
     py_server,
     unsigned_post,
@@ -149,6 +150,22 @@ def test_failing_step_fails_the_run_and_calls_the_failure_function(
 
     dlq = wait_until(lambda: workflow_dlq(stack, run), f"a DLQ entry of {run}")
     assert [m["workflowRunId"] for m in dlq] == [run]
+
+
+def test_failure_url_gets_the_signed_failure_callback(
+    stack: Stack, server: WorkflowServer, records: Records
+) -> None:
+    # failure_url (no failure function): the SDK puts it on the trigger and on every step.
+    run = start(stack, server, records, "fail-url")
+    mark = records.one(run, "ok")["tag"]
+    url = server.url("/wf/fail-url")
+
+    body = failure_url_call(
+        records, run, workflow_url=url, payload={"tag": mark}, error=f"boom {mark}"
+    )
+    log = wait_run_state(stack, run, "RUN_FAILED")
+    assert body["dlqId"] == log["dlqId"]
+    assert records.counts(run) == {"ok": 1, "boom": 1}
 
 
 # ================================================================================== 9. signatures

@@ -22,10 +22,13 @@
 //   ANY  /echo           200, JSON of the request it got, header x-echo-reply: yes
 //   ANY  /fail500        500 "third party down"
 //   POST /toggle         body {"key": ..., "fail": bool}: whether the "flaky" step fails for key
+//   POST /failure-sink   a failureUrl: records "event": "failure-url" with the headers, the body
+//                        and whether its Upstash-Signature verified (the qstash Receiver)
 
 import { appendFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { setTimeout as sleepMs } from "node:timers/promises";
+import { Receiver } from "@upstash/qstash";
 import { serve, WorkflowNonRetryableError } from "@upstash/workflow";
 import { createWorkflow, serveMany } from "@upstash/workflow/cloudflare";
 
@@ -188,6 +191,17 @@ const ROUTES = {
       { failureFunction: failureRecorder("nonretryable") },
     ),
 
+  // Fails at its second step and has no failure function: runs of it name a failureUrl.
+  "fail-url": () =>
+    serve(async (context) => {
+      const rec = recorder("fail-url");
+      await context.run("ok", () => rec(context, "ok"));
+      await context.run("boom", () => {
+        rec(context, "boom");
+        throw new Error(`boom ${context.requestPayload.tag}`);
+      });
+    }),
+
   // Fails at "flaky" until a test flips /toggle, for dlq.resume and dlq.restart.
   flaky: () =>
     serve(
@@ -329,6 +343,25 @@ const main = async () => {
       if (pathname === "/fail500") {
         write({ event: "fail500", ...plainRoute(req, body) });
         sendJson(res, 500, { error: "third party down" });
+        return;
+      }
+      if (pathname === "/failure-sink") {
+        const receiver = new Receiver({
+          currentSigningKey: process.env.QSTASH_CURRENT_SIGNING_KEY,
+          nextSigningKey: process.env.QSTASH_NEXT_SIGNING_KEY,
+        });
+        let verified;
+        try {
+          verified = await receiver.verify({
+            signature: req.headers["upstash-signature"] ?? "",
+            body: body.toString("utf8"),
+            url: `${origin}${req.url}`,
+          });
+        } catch (error) {
+          verified = `${error?.name}: ${error?.message}`;
+        }
+        write({ event: "failure-url", verified, ...plainRoute(req, body) });
+        sendJson(res, 200, { received: true });
         return;
       }
       if (pathname === "/toggle") {

@@ -10,7 +10,9 @@ Each step body appends one JSON line to WF_RECORDS, as server.mjs does:
 payload's ``tag``: Python runs start with a plain publish, so the tests find a run's id by it.
 
 Routes (POST): ``/wf/sequential``, ``/wf/sleep``, ``/wf/call`` (payload ``url``), ``/wf/fail``
-(a failing step, ``retries=0``, a ``failure_function``); ``/echo`` answers the JSON of what it
+(a failing step, ``retries=0``, a ``failure_function``), ``/wf/fail-url`` (the same, with a
+``failure_url`` instead: ``/failure-sink``, which records ``"event": "failure-url"`` with the
+headers, the body and whether its signature verified); ``/echo`` answers the JSON of what it
 got, for ``context.call``. Every request to a ``/wf/`` route is also recorded
 (``"event": "request"``, with the SDK's answer), to show what kafstash delivered.
 """
@@ -26,6 +28,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Response, request
+from qstash import Receiver
+from qstash.errors import SignatureError
 from upstash_workflow import WorkflowContext
 from upstash_workflow.flask import Serve
 from werkzeug.serving import make_server
@@ -140,11 +144,24 @@ def create_app(origin: str) -> Flask:
         context.run("boom", boom)
         context.run("never", lambda: record(context, "fail", "never"))
 
+    def fail_url(context: WorkflowContext[dict[str, Any]]) -> None:
+        tag = context.request_payload["tag"]
+        context.run("ok", lambda: record(context, "fail-url", "ok", tag=tag))
+
+        def boom() -> None:
+            record(context, "fail-url", "boom")
+            raise RuntimeError(f"boom {tag}")
+
+        context.run("boom", boom)
+
     # Registered as calls, not decorators: the SDK is untyped, and mypy would untype each route.
     serve.route("/wf/sequential", base_url=origin)(sequential)
     serve.route("/wf/sleep", base_url=origin)(sleep)
     serve.route("/wf/call", base_url=origin)(call)
     serve.route("/wf/fail", base_url=origin, retries=0, failure_function=on_failure)(fail)
+    serve.route("/wf/fail-url", base_url=origin, retries=0, failure_url=f"{origin}/failure-sink")(
+        fail_url
+    )
 
     # Every workflow request and the SDK's answer, to show what kafstash delivered when a test
     # fails (server.mjs records the same).
@@ -163,6 +180,27 @@ def create_app(origin: str) -> Flask:
                 }
             )
         return response
+
+    receiver = Receiver(
+        current_signing_key=os.environ["QSTASH_CURRENT_SIGNING_KEY"],
+        next_signing_key=os.environ["QSTASH_NEXT_SIGNING_KEY"],
+    )
+
+    @app.route("/failure-sink", methods=["POST"])
+    def failure_sink() -> Response:
+        body = request.get_data(as_text=True)
+        verified: bool | str = True
+        try:
+            receiver.verify(
+                signature=request.headers.get("Upstash-Signature", ""),
+                body=body,
+                url=f"{origin}{request.path}",
+            )
+        except SignatureError as exc:
+            verified = f"{type(exc).__name__}: {exc}"
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        write({"event": "failure-url", "verified": verified, "headers": headers, "body": body})
+        return Response(json.dumps({"received": True}), content_type="application/json")
 
     @app.route("/echo", methods=["GET", "POST", "PUT"])
     def echo() -> Response:
