@@ -279,6 +279,22 @@ def test_non_retryable_error_fails_at_once(
     assert records.counts(run) == {"stop": 1}
 
 
+def test_retry_after_error_retries_the_step_no_earlier_than_asked(
+    client: WorkflowClient, server: WorkflowServer, records: Records
+) -> None:
+    # A 100 ms retry delay: only the 429's Retry-After can hold the second attempt 3 s.
+    run = client.trigger(
+        url=server.url("/wf/retry-after"), body={"retryAfter": 3}, retryDelay="100"
+    )
+
+    log = client.wait_state(run, "RUN_SUCCESS")
+    first, second = records.step(run, "limited")
+    assert (first["attempt"], second["attempt"]) == (1, 2)
+    assert second["t"] - first["t"] >= 3000, second["t"] - first["t"]
+    assert response_of(log) == {"attempt": 2}
+    assert client.dlq_list(workflowRunId=run) == []
+
+
 # ====================================================================================== 7. cancel
 
 

@@ -29,7 +29,7 @@ import { appendFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { setTimeout as sleepMs } from "node:timers/promises";
 import { Receiver } from "@upstash/qstash";
-import { serve, WorkflowNonRetryableError } from "@upstash/workflow";
+import { serve, WorkflowNonRetryableError, WorkflowRetryAfterError } from "@upstash/workflow";
 import { createWorkflow, serveMany } from "@upstash/workflow/cloudflare";
 
 // The SDK would switch to Upstash's dev server or to multi-region routing; tests pin both off.
@@ -49,6 +49,9 @@ const write = (entry) => {
 
 const recorder = (workflow) => (context, step, values = {}) =>
   write({ run: context.workflowRunId, workflow, step, event: "step", ...values });
+
+// Executions of the "limited" step per run: its first one asks to be retried later.
+const limitedAttempts = new Map();
 
 // Whether the "flaky" step of a key fails; a test flips it before dlq.resume / dlq.restart.
 const failing = new Map();
@@ -200,6 +203,23 @@ const ROUTES = {
         rec(context, "boom");
         throw new Error(`boom ${context.requestPayload.tag}`);
       });
+    }),
+
+  // The first execution of "limited" throws WorkflowRetryAfterError (429 + Retry-After:
+  // payload.retryAfter seconds); the next one succeeds.
+  "retry-after": () =>
+    serve(async (context) => {
+      const rec = recorder("retry-after");
+      const attempt = await context.run("limited", () => {
+        const n = (limitedAttempts.get(context.workflowRunId) ?? 0) + 1;
+        limitedAttempts.set(context.workflowRunId, n);
+        rec(context, "limited", { attempt: n });
+        if (n === 1) {
+          throw new WorkflowRetryAfterError("rate limited", context.requestPayload.retryAfter);
+        }
+        return n;
+      });
+      return { attempt };
     }),
 
   // Fails at "flaky" until a test flips /toggle, for dlq.resume and dlq.restart.
