@@ -31,6 +31,8 @@ from kafstash.schemas.waiters import (
 )
 from kafstash.streams.effects import Emit
 
+_WAIT_TYPES = ("Wait", "WaitForWebhook")
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -64,7 +66,10 @@ def _step(waiter: Waiter, event_id: str, *, out: bytes | None) -> bytes:
     step = json.loads(waiter.step)
     if not isinstance(step, dict):
         step = {}
-    step.update({"stepType": "Wait", "waitEventId": event_id, "waitTimeout": out is None})
+    # The waiter's own type stays: "Wait" (waitForEvent) or "WaitForWebhook"; the SDK checks it.
+    if step.get("stepType") not in _WAIT_TYPES:
+        step["stepType"] = "Wait"
+    step.update({"waitEventId": event_id, "waitTimeout": out is None})
     if out is not None:
         step["out"] = base64.b64encode(out).decode()  # the JS SDK decodes it with atob()
     else:

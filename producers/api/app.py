@@ -25,6 +25,7 @@ from kafstash.producers.api import (
     events,
     flow_control,
     groups,
+    hooks,
     keys,
     metrics,
     openapi,
@@ -319,6 +320,7 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
         *flow_control.routes(api),
         *workflows.routes(api),
         *waiters.routes(api),
+        *hooks.routes(api),
         *console.routes(),
     ]
     return Starlette(

@@ -98,10 +98,14 @@ class ApiContext:
         user = self.auth.user_for(
             request.headers.get("authorization"), request.query_params.get("qstash_token")
         )
+        self.within_rate(user)
+        return user
+
+    def within_rate(self, user: User) -> None:
+        """Refuse with 429 past ``user``'s rate limit (also for the token-less webhook route)."""
         verdict = self.limiter.check(user.user_id, self.clock())
         if verdict is not None and not verdict.allowed:
             raise RateLimited(verdict.headers(), retry_after_s=verdict.reset_at - int(self.clock()))
-        return user
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

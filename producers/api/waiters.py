@@ -88,6 +88,33 @@ def _timeout_ms(raw: str | int | None) -> int:
     return ms
 
 
+async def _append(api: ApiContext, key: str, record: msgspec.Struct) -> None:
+    assert api.log is not None
+    try:
+        await api.log.append_many(
+            [(api.config.topics.requests, key.encode(), codec.encode(record))]
+        )
+    except LogUnavailable as exc:
+        raise Unavailable("Kafka is unavailable; retry") from exc
+
+
+async def notify_event(api: ApiContext, cmd: NotifyEvent) -> Notified:
+    """Append ``cmd`` under its event's waiter key and wait for the worker's answer: the waiters
+    it woke (also what ``/v2/workflows/hooks`` notifies with)."""
+    assert api.waiter is not None
+    answer = api.waiter.expect(cmd.request_id)
+    try:
+        await _append(api, waiter_key(cmd.user_id, cmd.event_id), cmd)
+        async with asyncio.timeout(api.config.decision_timeout_s):
+            decision = await answer
+    except TimeoutError as exc:
+        raise Unavailable("the notify was accepted but its answer did not arrive in time") from exc
+    finally:
+        answer.cancel()
+    assert isinstance(decision, Notified)
+    return decision
+
+
 def routes(api: ApiContext) -> list[Route]:
     def template(user: User, url: str, pairs: list[tuple[str, str]], now: int) -> Message:
         return build_request(
@@ -98,15 +125,6 @@ def routes(api: ApiContext) -> list[Route]:
             now_ms=now,
             limits=api.config.limits,
         ).message
-
-    async def append(key: str, record: msgspec.Struct) -> None:
-        assert api.log is not None
-        try:
-            await api.log.append_many(
-                [(api.config.topics.requests, key.encode(), codec.encode(record))]
-            )
-        except LogUnavailable as exc:
-            raise Unavailable("Kafka is unavailable; retry") from exc
 
     async def wait(request: Request) -> Response:
         user = api.user(request)
@@ -144,12 +162,11 @@ def routes(api: ApiContext) -> list[Route]:
         )
         cmd = WaitFor(user_id=user.user_id, event_id=event_id, waiter=waiter)
         # Through the run's row first: it notes the event id, so the run's end drops the waiter.
-        await append(run_key(user.user_id, run_id), cmd)
+        await _append(api, run_key(user.user_id, run_id), cmd)
         return JSONResponse({})
 
     async def notify(request: Request) -> Response:
         user = api.user(request)
-        assert api.waiter is not None
         event_id = request.path_params["event_id"]
         cmd = NotifyEvent(
             request_id=ids.request_id(),
@@ -159,18 +176,7 @@ def routes(api: ApiContext) -> list[Route]:
             at=api.now_ms(),
             run_id=request.path_params.get("run_id"),
         )
-        answer = api.waiter.expect(cmd.request_id)
-        try:
-            await append(waiter_key(user.user_id, event_id), cmd)
-            async with asyncio.timeout(api.config.decision_timeout_s):
-                decision = await answer
-        except TimeoutError as exc:
-            raise Unavailable(
-                "the notify was accepted but its answer did not arrive in time"
-            ) from exc
-        finally:
-            answer.cancel()
-        assert isinstance(decision, Notified)
+        decision = await notify_event(api, cmd)
         return JSONResponse(
             [
                 {"waiter": waiter_json(n.waiter), "messageId": n.message_id, "error": ""}

@@ -225,6 +225,39 @@ def test_a_cancelled_run_leaves_no_waiter_behind(
     assert client.run_log(run)["workflowState"] == "RUN_CANCELED"  # type: ignore[index]
 
 
+def test_webhook_wakes_the_run_with_the_request_it_got(
+    client: WorkflowClient, server: WorkflowServer, records: Records, stack: Stack
+) -> None:
+    run = client.trigger(url=server.url("/wf/webhook"), body={})
+    announce = records.wait_step(run, "announce")
+    hook_url = announce["webhookUrl"]
+    assert hook_url == (
+        f"{stack.base_url}/v2/workflows/hooks/{stack.user.user_id}/{run}/{announce['eventId']}"
+    )
+    wait_until(lambda: client.waiters(announce["eventId"]), "the webhook's waiter")
+
+    marker = tag()
+    # A third party's call: any method, no token.
+    answer = httpx.put(
+        f"{hook_url}?via=test",
+        content=b'{"paid": true}',
+        headers={"x-marker": marker, "content-type": "application/json"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+
+    log = client.wait_state(run, "RUN_SUCCESS")
+    assert records.counts(run) == {"announce": 1, "after": 1}
+    seen = {"timeout": False, "method": "PUT", "url": f"{hook_url}?via=test", "marker": marker}
+    assert response_of(log) == {**seen, "body": '{"paid": true}'}
+    # Its one waiter is gone: a second call wakes nobody, and is told so.
+    again = httpx.post(hook_url, content=b"late", timeout=30)
+    assert again.status_code == 404, again.text
+    assert "error" in again.json()
+    other_user = hook_url.replace(f"/hooks/{stack.user.user_id}/", "/hooks/nobody/")
+    assert httpx.post(other_user, content=b"x", timeout=30).status_code == 404
+
+
 # ============================================================================ 6. failure function
 
 

@@ -6,6 +6,7 @@ import base64
 import json
 from collections.abc import Callable
 
+import msgspec
 import pytest
 
 from kafstash.schemas.commands import PublishRequest
@@ -186,3 +187,16 @@ def test_waiting_twice_on_one_event_notes_it_once() -> None:
     assert run is not None
     assert run.waiting == ["evt"]
     assert isinstance(waiters.on_wait(passed, None).row, WaiterRow)
+
+
+def test_a_webhook_waiter_wakes_as_its_own_step_type() -> None:
+    hook = msgspec.structs.replace(
+        waiter("wfr_1"),
+        step=b'{"stepId":3,"stepName":"hook","stepType":"WaitForWebhook","concurrent":1}',
+    )
+    cmd = NotifyEvent(request_id="r", user_id="u", event_id="evt", data=b"{}", at=1)
+    [req] = published(waiters.on_notify(cmd, waiting(hook), now_ms=1))
+    assert json.loads(req.message.body)["stepType"] == "WaitForWebhook"
+    odd = msgspec.structs.replace(waiter("wfr_1"), step=b'{"stepId":3,"stepType":"Run"}')
+    [req] = published(waiters.on_notify(cmd, waiting(odd), now_ms=1))
+    assert json.loads(req.message.body)["stepType"] == "Wait"

@@ -222,6 +222,30 @@ const ROUTES = {
       return { attempt };
     }),
 
+  // createWebhook, record its URL (the test calls it), waitForWebhook, record the request.
+  webhook: () =>
+    serve(async (context) => {
+      const rec = recorder("webhook");
+      const hook = await context.createWebhook("hook");
+      await context.run("announce", () =>
+        rec(context, "announce", { webhookUrl: hook.webhookUrl, eventId: hook.eventId }),
+      );
+      const got = await context.waitForWebhook("wait-hook", hook, "60s");
+      return await context.run("after", async () => {
+        const values = got.timeout
+          ? { timeout: true }
+          : {
+              timeout: false,
+              method: got.request.method,
+              url: got.request.url,
+              marker: got.request.headers.get("x-marker"),
+              body: await got.request.text(),
+            };
+        rec(context, "after", values);
+        return values;
+      });
+    }),
+
   // Fails at "flaky" until a test flips /toggle, for dlq.resume and dlq.restart.
   flaky: () =>
     serve(
