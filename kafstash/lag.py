@@ -179,14 +179,15 @@ class KafkaProbe:
         topic: str,
         on_record: Callable[[bytes, bytes | None], None],
         timeout_s: float = 10.0,
-    ) -> None:
+    ) -> bool:
         """Every keyed record of ``topic`` from its start to its current end, in offset order
-        per partition (the last one of a key is its value; ``None`` is a tombstone)."""
+        per partition (the last one of a key is its value; ``None`` is a tombstone). False when
+        ``timeout_s`` ran out first: what was passed on is then only part of the topic."""
         tps = await self.partitions([topic])
         ends = await self._consumer.end_offsets(tps) if tps else {}
         todo = {tp for tp in tps if ends[tp] > 0}
         if not todo:
-            return
+            return True
         self._consumer.assign(list(todo))
         await self._consumer.seek_to_beginning(*todo)
         deadline = time.monotonic() + timeout_s
@@ -204,6 +205,7 @@ class KafkaProbe:
                     todo.discard(tp)
                     self._consumer.pause(tp)
         self._consumer.assign([])
+        return not todo
 
 
 @contextlib.asynccontextmanager

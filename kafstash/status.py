@@ -43,17 +43,21 @@ class Delayed:
     count: int = 0
     oldest_created_ms: int | None = None  # when the one waiting longest was published
     next_due_ms: int | None = None  # the earliest ``not_before`` among them
+    complete: bool = True  # False: the messages topic was not read to its end in time
 
 
-def waiting_delays(times: Iterable[tuple[int, int]], *, now_ms: int) -> Delayed:
+def waiting_delays(
+    times: Iterable[tuple[int, int]], *, now_ms: int, complete: bool = True
+) -> Delayed:
     """From the pending messages' ``(created_at, not_before)``: those still waiting for it."""
     waiting = [(created, due) for created, due in times if due > now_ms]
     if not waiting:
-        return Delayed()
+        return Delayed(complete=complete)
     return Delayed(
         count=len(waiting),
         oldest_created_ms=min(created for created, _ in waiting),
         next_due_ms=min(due for _, due in waiting),
+        complete=complete,
     )
 
 
@@ -112,12 +116,14 @@ def render(status: Status) -> Group:
     else:
         archive = status.archive_error or "no commit yet"
     d = status.delayed
-    delayed = f"delayed: {d.count} messages waiting"
+    delayed = f"delayed: {d.count if d.complete else f'at least {d.count}'} messages waiting"
     if d.oldest_created_ms is not None and d.next_due_ms is not None:
         delayed += (
             f", the oldest published {_age(status.at_s - d.oldest_created_ms / 1000)} ago,"
             f" the next due in {_age(d.next_due_ms / 1000 - status.at_s)}"
         )
+    if not d.complete:
+        delayed += " (not all pending messages read in time)"
     lines: list[ConsoleRenderable] = [
         table,
         Text(delayed),
@@ -139,9 +145,10 @@ def _last_commit(settings: Settings) -> tuple[int | None, str | None]:
         return None, f"catalog unreadable: {type(exc).__name__}"
 
 
-async def _pending_times(probe: KafkaProbe, topic: str) -> list[tuple[int, int]]:
+async def _pending_times(probe: KafkaProbe, topic: str) -> tuple[list[tuple[int, int]], bool]:
     """Every pending message's ``(created_at, not_before)``, from the compacted ``messages``
-    topic (a message's record is written once, at publish; a tombstone ends it)."""
+    topic (a message's record is written once, at publish; a tombstone ends it), and whether
+    the topic was read to its end."""
     pending: dict[bytes, tuple[int, int]] = {}
 
     def keep(key: bytes, value: bytes | None) -> None:
@@ -151,14 +158,14 @@ async def _pending_times(probe: KafkaProbe, topic: str) -> list[tuple[int, int]]
                 t = _times.decode(value)
                 pending[key] = (t.created_at, t.not_before)
 
-    await probe.read_compacted(topic, keep)
-    return list(pending.values())
+    complete = await probe.read_compacted(topic, keep)
+    return list(pending.values()), complete
 
 
 async def read(probe: KafkaProbe, settings: Settings, clock: Callable[[], float]) -> Status:
     readings = await read_stages(probe, stages(settings))
     dlq = await probe.live_keys(settings.topics.dlq)
-    pending = await _pending_times(probe, settings.topics.messages)
+    pending, complete = await _pending_times(probe, settings.topics.messages)
     last, error = await asyncio.to_thread(_last_commit, settings)
     at_s = clock()
     return Status(
@@ -167,7 +174,7 @@ async def read(probe: KafkaProbe, settings: Settings, clock: Callable[[], float]
         dlq_size=dlq,
         last_commit_ms=last,
         archive_error=error,
-        delayed=waiting_delays(pending, now_ms=int(at_s * 1000)),
+        delayed=waiting_delays(pending, now_ms=int(at_s * 1000), complete=complete),
     )
 
 

@@ -85,6 +85,16 @@ def test_delayed_messages_are_those_whose_time_is_still_ahead() -> None:
         "delayed: 2 messages waiting, the oldest published 90s ago, the next due in 10s"
         in _text(status)
     )
+    # A topic not read to its end in time: the count is a lower bound, and says so.
+    partial = Status(
+        at_s=now / 1000,
+        stages=(STREAMS,),
+        dlq_size=0,
+        last_commit_ms=None,
+        delayed=waiting_delays(pending, now_ms=now, complete=False),
+    )
+    assert "delayed: at least 2 messages waiting, the oldest" in _text(partial)
+    assert "(not all pending messages read in time)" in _text(partial)
 
 
 def test_the_delay_reading_decodes_the_messages_topics_records() -> None:
