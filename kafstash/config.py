@@ -114,6 +114,7 @@ class Settings:
     rate_limit: float = 0.0  # requests per second per token; 0 turns the limiter off
     rate_burst: int = 0
     sender_concurrency: int = 256
+    sender_call_concurrency: int = 1024
     produce_timeout_s: float = 8.0
     # KAFSTASH_EVENTS_RETENTION (seconds, default one day): how much of the events topic the API
     # keeps in memory for GET /v2/events; it is read back from Kafka on every API start.
@@ -172,6 +173,7 @@ class Settings:
             rate_limit=rate,
             rate_burst=burst,
             sender_concurrency=_int(env, E.SENDER_CONCURRENCY),
+            sender_call_concurrency=_int(env, E.SENDER_CALL_CONCURRENCY),
             produce_timeout_s=_float(env, E.PRODUCE_TIMEOUT),
             events_retention_ms=events_retention_s * 1000,
         )

@@ -168,6 +168,12 @@ EVENTS_HISTORY = Var(
 SENDER_CONCURRENCY = Var(
     "KAFSTASH_SENDER_CONCURRENCY", 256, "concurrent deliveries per sender", frozenset({SENDER})
 )
+SENDER_CALL_CONCURRENCY = Var(
+    "KAFSTASH_SENDER_CALL_CONCURRENCY",
+    1024,
+    "concurrent workflow context.call requests per sender, apart from the deliveries' slots",
+    frozenset({SENDER}),
+)
 ARCHIVE_INTERVAL = Var(
     "KAFSTASH_ARCHIVE_INTERVAL", 60.0, "archiver flush period, seconds", frozenset({ARCHIVER})
 )

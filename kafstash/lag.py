@@ -166,14 +166,30 @@ class KafkaProbe:
 
     async def live_keys(self, topic: str, timeout_s: float = 10.0) -> int:
         """How many keys of a compacted topic hold a value (the DLQ's size): read to the end."""
+        live: dict[bytes, bool] = {}
+
+        def keep(key: bytes, value: bytes | None) -> None:
+            live[key] = value is not None
+
+        await self.read_compacted(topic, keep, timeout_s)
+        return sum(live.values())
+
+    async def read_compacted(
+        self,
+        topic: str,
+        on_record: Callable[[bytes, bytes | None], None],
+        timeout_s: float = 10.0,
+    ) -> bool:
+        """Every keyed record of ``topic`` from its start to its current end, in offset order
+        per partition (the last one of a key is its value; ``None`` is a tombstone). False when
+        ``timeout_s`` ran out first: what was passed on is then only part of the topic."""
         tps = await self.partitions([topic])
         ends = await self._consumer.end_offsets(tps) if tps else {}
         todo = {tp for tp in tps if ends[tp] > 0}
         if not todo:
-            return 0
+            return True
         self._consumer.assign(list(todo))
         await self._consumer.seek_to_beginning(*todo)
-        live: dict[bytes, bool] = {}
         deadline = time.monotonic() + timeout_s
         while todo and time.monotonic() < deadline:
             batch = await self._consumer.getmany(timeout_ms=500, max_records=5_000)
@@ -184,12 +200,12 @@ class KafkaProbe:
             for tp, records in batch.items():
                 for rec in records:
                     if rec.key is not None:
-                        live[rec.key] = rec.value is not None
+                        on_record(rec.key, rec.value)
                 if records and records[-1].offset + 1 >= ends[tp]:
                     todo.discard(tp)
                     self._consumer.pause(tp)
         self._consumer.assign([])
-        return sum(live.values())
+        return not todo
 
 
 @contextlib.asynccontextmanager

@@ -183,6 +183,7 @@ def run_sender(settings: Settings) -> None:
         group_id=settings.sender_group,
         users=settings.users,
         concurrency=settings.sender_concurrency,
+        call_concurrency=settings.sender_call_concurrency,
         allow_private_destinations=settings.allow_private_destinations,
         destination_allowlist=settings.destination_allowlist,
         on_ready=lambda: readiness.announce("sender"),

@@ -24,7 +24,7 @@ from typing import Self
 
 from kafstash.schemas import codec
 from kafstash.schemas.defaults import EVENTS_MAX_KEPT, EVENTS_RETENTION_MS
-from kafstash.schemas.events import MessageEvent, State
+from kafstash.schemas.events import MessageEvent, State, is_run_event
 from kafstash.schemas.message import Message
 from kafstash.views.follower import TopicFollower
 
@@ -87,7 +87,10 @@ class EventStore:
         return sum(len(v) for v in self._by_user.values())
 
     def add(self, event: MessageEvent) -> None:
-        """Index one event; a replayed duplicate (same message, state, attempt, time) is dropped."""
+        """Index one event; a replayed duplicate (same message, state, attempt, time) is dropped,
+        and so is a workflow run's lifecycle event (no message's state change)."""
+        if is_run_event(event):
+            return
         mid = event.message_id
         ctx = self._contexts.get(mid)
         if ctx is None:

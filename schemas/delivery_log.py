@@ -74,6 +74,13 @@ COLUMNS: tuple[Column, ...] = (
     Column(21, "response_body", "string", False, "first 1 KiB of the answer, UTF-8"),
     Column(22, "kafka_partition", "int", True, "partition of the events topic"),
     Column(23, "kafka_offset", "long", True, "offset in that partition"),
+    # Upstash Workflow (added 2026-12; 24 is the labels' element): a run's messages and its own
+    # lifecycle rows (``run_status`` set, ``message_id`` = the run id).
+    Column(25, "workflow_run_id", "string", False, "Upstash Workflow run of the message"),
+    Column(26, "step_id", "int", False, "workflow step id the message carries (0: a plan)"),
+    Column(27, "step_name", "string", False, "workflow step name the message carries"),
+    Column(28, "step_type", "string", False, "workflow step type (Run, SleepFor, Call, …)"),
+    Column(29, "run_status", "string", False, "RUN_STARTED, RUN_SUCCESS, RUN_FAILED, …"),
 )
 
 PARTITION_SPEC: tuple[PartitionField, ...] = (

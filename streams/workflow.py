@@ -9,6 +9,10 @@ delay, gates, delivery), with the history as its body.
 Replays: a worker that crashed before committing sees a message again whose id is already in
 the history. It is sent on again with the history as it was when the message joined, so a
 replay delivers the same body under the same message id (receivers dedupe on it).
+
+Analytics: each message leaves tagged with the step it carries (:func:`step_of`), and a run's
+start and end go to the events topic as run events (:func:`run_event`), so the delivery log
+answers runs per status, run durations and step timings (docs/iceberg.md, "Workflow runs").
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import msgspec
 from kafstash.schemas import ids
 from kafstash.schemas.commands import Accepted, Cancel, PublishRequest
 from kafstash.schemas.defaults import DEFAULT_RETRIES
+from kafstash.schemas.events import RUN_EVENT_STATES, MessageEvent
 from kafstash.schemas.message import Message
 from kafstash.schemas.routing import request_key
 from kafstash.schemas.waiters import DropWaiters, WaitFor, waiter_key
@@ -36,12 +41,29 @@ from kafstash.schemas.workflow import (
     HistoryEntry,
     ReviveRun,
     RunState,
+    RunStatus,
     run_key,
 )
 from kafstash.schemas.workflow_tag import WorkflowTag
 from kafstash.streams.effects import Emit
 
 _history_encoder = msgspec.json.Encoder()
+
+# Forwarded step headers of a context.call's messages (workflow-api.md §3.3), Go-canonical.
+_STEP_ID_HEADER = "Upstash-Workflow-Stepid"
+_STEP_NAME_HEADER = "Upstash-Workflow-Stepname"
+_STEP_TYPE_HEADER = "Upstash-Workflow-Steptype"
+
+
+class _StepJson(msgspec.Struct, frozen=True, rename="camel"):
+    """The fields of the SDK's step JSON the analytics need (workflow-api.md §2.2)."""
+
+    step_id: int | None = None
+    step_name: str | None = None
+    step_type: str | None = None
+
+
+_step_decoder = msgspec.json.Decoder(_StepJson)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +131,64 @@ def _deliverable(run: RunState, message: Message, upto: int) -> Message:
 
 def replace_tag(message: Message, run: RunState) -> WorkflowTag:
     assert message.workflow is not None
+    step_id, step_name, step_type = step_of(message)
     return msgspec.structs.replace(
-        message.workflow, created_at=run.created_at, url=message.workflow.url or run.url
+        message.workflow,
+        created_at=run.created_at,
+        url=message.workflow.url or run.url,
+        step_id=step_id,
+        step_name=step_name,
+        step_type=step_type,
     )
+
+
+def step_of(message: Message) -> tuple[int | None, str | None, str | None]:
+    """(step id, name, type) of the step a run's message carries; Nones where it names none.
+
+    A step's body is the SDK's step JSON; a context.call's messages name their step in the
+    forwarded headers (the call's result) or the callback's (the call itself). The start's body
+    is the user's payload, and a body the publisher redacted is not read.
+    """
+    tag = message.workflow
+    if tag is None or tag.init:
+        return None, None, None
+    if tag.call_type == "step":
+        if "body" in message.redact:
+            return None, None, None
+        try:
+            step = _step_decoder.decode(message.body)
+        except msgspec.DecodeError:  # ValidationError is a DecodeError
+            return None, None, None
+        return step.step_id, step.step_name, step.step_type
+    header = message.header
+    if tag.call_type == "toCallback":
+        header = message.callback_options.header if message.callback_options else {}
+    if tag.call_type not in ("fromCallback", "toCallback") or _STEP_NAME_HEADER not in header:
+        return None, None, None
+    raw_id = _first(header, _STEP_ID_HEADER)
+    step_id = int(raw_id) if raw_id is not None and raw_id.isdigit() else None
+    return step_id, _first(header, _STEP_NAME_HEADER), _first(header, _STEP_TYPE_HEADER)
+
+
+def _first(header: dict[str, list[str]], name: str) -> str | None:
+    values = header.get(name)
+    return values[0] if values else None
+
+
+def run_event(run: RunState, status: RunStatus, at: int) -> Emit:
+    """A run's start or end as an event of the events topic, keyed by the run's key. An end
+    carries the run's duration from its (latest) start."""
+    event = MessageEvent(
+        time=at,
+        message_id=run.run_id,
+        user_id=run.user_id,
+        state=RUN_EVENT_STATES[status],
+        url=run.url,
+        duration_ms=None if status == ACTIVE else max(0, at - run.created_at),
+        workflow_run_id=run.run_id,
+        run_status=status,
+    )
+    return Emit("events", run_key(run.user_id, run.run_id), event)
 
 
 def _index(run: RunState, message_id: str) -> int | None:
@@ -148,6 +225,7 @@ def on_message(req: PublishRequest, run: RunState | None, *, now_ms: int) -> Dec
     assert tag is not None
     if (outside := _outside_history(req, run)) is not None:
         return outside
+    started = tag.init and run is None
     if tag.init:
         if run is not None:
             # Another start of a run id that exists: no second run (workflow-api.md §1.3).
@@ -181,7 +259,8 @@ def on_message(req: PublishRequest, run: RunState | None, *, now_ms: int) -> Dec
         return Decision(note=f"dropped: run is {run.state}")
     joined = _joined(run, message, now_ms)
     forward = _with(req, _deliverable(joined, message, len(joined.history) - 1))
-    return Decision(run=joined, forward=forward, emits=(_state(joined),))
+    start = (run_event(joined, ACTIVE, joined.created_at),) if started else ()
+    return Decision(run=joined, forward=forward, emits=(*start, _state(joined)))
 
 
 def _outside_history(req: PublishRequest, run: RunState | None) -> Decision | None:
@@ -252,7 +331,8 @@ def on_end(cmd: EndRun, run: RunState | None, *, now_ms: int) -> Decision:
         if due > now_ms
     )
     result = _invoke_result(ended, now_ms)
-    return Decision(run=ended, emits=(*withdraw, *_drop_waiters(run), *result, _state(ended)))
+    end = run_event(ended, ended.state, cmd.at)
+    return Decision(run=ended, emits=(*withdraw, *_drop_waiters(run), *result, end, _state(ended)))
 
 
 def on_fail(cmd: FailRun, run: RunState | None, *, now_ms: int) -> Decision:
@@ -266,9 +346,10 @@ def on_fail(cmd: FailRun, run: RunState | None, *, now_ms: int) -> Decision:
         waiting=[],
         updated_at=now_ms,
     )
+    end = run_event(failed, "RUN_FAILED", cmd.at)
     return Decision(
         run=failed,
-        emits=(*_drop_waiters(run), *_invoke_result(failed, now_ms), _state(failed)),
+        emits=(*_drop_waiters(run), *_invoke_result(failed, now_ms), end, _state(failed)),
     )
 
 
@@ -318,7 +399,8 @@ def on_revive(cmd: ReviveRun, run: RunState | None, *, now_ms: int) -> Decision:
         )
         joined = _joined(fresh, cmd.message, now_ms)
         forward = _with(req, _deliverable(joined, cmd.message, 0))
-        return Decision(run=joined, forward=forward, emits=(_state(joined),))
+        start = run_event(joined, ACTIVE, now_ms)
+        return Decision(run=joined, forward=forward, emits=(start, _state(joined)))
     at = _index(run, cmd.failed_id)
     if at is None:
         return Decision(note="ignored: the failed message is not in the history")
@@ -329,5 +411,5 @@ def on_revive(cmd: ReviveRun, run: RunState | None, *, now_ms: int) -> Decision:
     return Decision(
         run=resumed,
         forward=_with(req, _deliverable(resumed, cmd.message, at)),
-        emits=(_state(resumed),),
+        emits=(run_event(resumed, ACTIVE, now_ms), _state(resumed)),
     )

@@ -49,6 +49,8 @@ class Sink:
     current_key: str
     next_key: str
     receipts: list[Receipt] = field(default_factory=list)
+    # (path, time) of every request as it arrives, before any /slow/ wait: what is in flight.
+    arrivals: list[tuple[str, float]] = field(default_factory=list)
     port: int = 0
     _attempts: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -96,6 +98,8 @@ class Sink:
         self.stop()
 
     async def _handle(self, request: web.Request) -> web.Response:
+        with self._lock:
+            self.arrivals.append((request.path_qs, time.time()))
         body = await request.read()
         headers = dict(request.headers)
         url = f"http://127.0.0.1:{self.port}{request.path_qs}"

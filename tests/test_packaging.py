@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,12 +18,24 @@ ROOMS = ("schemas", "views", "producers", "streams", "sinks", "infra")
 SERVER_MODULES = ("faust", "mode", "aiokafka", "pyiceberg", "pyarrow", "uvicorn", "starlette")
 
 
+# What a build of the checkout never reads: setuptools' own leftovers (a stale build/lib would
+# otherwise be copied into the wheel), caches, the tests and their node_modules.
+NOT_SOURCE = shutil.ignore_patterns(
+    "build", "dist", "*.egg-info", ".git", "tests", "node_modules", "__pycache__", ".*_cache",
+    ".kafstash", ".venv",
+)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    # Built from a copy in a temporary folder: setuptools writes build/ and *.egg-info next to
+    # the sources, and would leave them in the checkout (or reuse an old build/lib from there).
+    src = tmp_path_factory.mktemp("src") / "kafstash"
+    shutil.copytree(ROOT, src, symlinks=True, ignore=NOT_SOURCE)
     out = tmp_path_factory.mktemp("wheel")
     # --no-build-isolation: the build backend (setuptools) is already installed with the test extra.
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
          "--wheel-dir", str(out), "--quiet"],
         check=True, timeout=300, capture_output=True,
     )  # fmt: skip
@@ -61,6 +74,10 @@ def test_wheel_carries_every_room_and_its_data(wheel: zipfile.ZipFile) -> None:
     for room in ROOMS:
         for py in (ROOT / room).rglob("*.py"):
             assert f"kafstash/{py.relative_to(ROOT).as_posix()}" in files, py
+    # And nothing else: every file of the wheel is one of the checkout's (kafstash/<room> links to
+    # <room>/), so no module deleted or renamed since an earlier build is shipped.
+    stale = sorted(f for f in files if f.startswith("kafstash/") and not (ROOT / f).is_file())
+    assert stale == []
 
 
 def _imported_after(code: str, cwd: Path) -> set[str]:

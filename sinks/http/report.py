@@ -1,6 +1,7 @@
 """What the sender appends after an attempt: events, the retry, the end of the message's life."""
 
 from collections.abc import Iterable
+from typing import TypedDict
 
 from kafstash.schemas.commands import DeliveryDue, Schedule
 from kafstash.schemas.dlq import DlqEntry, dlq_id, dlq_key
@@ -133,6 +134,7 @@ def _state_records(
 ) -> list[Record]:
     m = due.message
     mid = m.message_id
+    run = workflow_fields(m)
 
     def event(state: State, at: int | None = None, **extra: object) -> MessageEvent:
         return MessageEvent(
@@ -147,6 +149,7 @@ def _state_records(
             response_body=response_body[:RESPONSE_BODY_LIMIT] if response_body else None,
             duration_ms=duration_ms,
             response_headers=response_headers or None,
+            **run,
             **extra,  # type: ignore[arg-type]
         )
 
@@ -158,6 +161,7 @@ def _state_records(
         url=m.url,
         retried=due.retried,
         max_retries=m.max_retries,
+        **run,
     )
     first: list[Record] = [("events", mid, active)]
     match outcome:
@@ -184,6 +188,26 @@ def _state_records(
                 ("messages", mid, None),
                 *releases(m, carrier),
             ]
+
+
+class WorkflowFields(TypedDict, total=False):
+    workflow_run_id: str
+    step_id: int | None
+    step_name: str | None
+    step_type: str | None
+
+
+def workflow_fields(m: Message) -> WorkflowFields:
+    """The run and step a workflow message's events name (for the delivery log's analytics)."""
+    tag = m.workflow
+    if tag is None:
+        return {}
+    return WorkflowFields(
+        workflow_run_id=tag.run_id,
+        step_id=tag.step_id,
+        step_name=tag.step_name,
+        step_type=tag.step_type,
+    )
 
 
 def header_lists(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:

@@ -61,6 +61,9 @@ class SenderConfig:
     group_id: str
     users: tuple[User, ...]
     concurrency: int = 256
+    # Workflow ``context.call`` requests (third-party APIs such as LLMs, often slow) take slots of
+    # their own, so a burst of long calls never holds the slots ordinary deliveries need.
+    call_concurrency: int = 1024
     commit_interval_s: float = 0.2
     # The SSRF guard (schemas/addresses.py), applied to every address of every attempt.
     allow_private_destinations: bool = False
@@ -74,6 +77,19 @@ _HEARTBEAT_S = 2.0
 # How long a revocation waits for the revoked partitions' in-flight deliveries; the group's
 # rebalance waits meanwhile. What is still running after it is re-delivered by the next owner.
 _DRAIN_S = 30.0
+
+
+def _decode(tp: TopicPartition, rec: ConsumerRecord[bytes, bytes]) -> DeliveryDue | None:
+    try:
+        return codec.decode(rec.value or b"", DeliveryDue)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.warning("dropping unreadable delivery %s@%d: %s", tp, rec.offset, exc)
+        return None
+
+
+def _is_call(due: DeliveryDue) -> bool:
+    tag = due.message.workflow
+    return tag is not None and tag.call_type == "toCallback"
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -101,6 +117,7 @@ class Sender:
         self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
         self._commit_lock = asyncio.Lock()  # commits leave in the order their offsets were read
         self._slots = asyncio.Semaphore(cfg.concurrency)
+        self._call_slots = asyncio.Semaphore(cfg.call_concurrency)
         self._topic_of = {
             "events": cfg.topics.events,
             "timers": cfg.topics.timers,
@@ -141,7 +158,9 @@ class Sender:
         )
         # The DNS cache holds only addresses the resolver checked; redirects are never followed.
         connector = aiohttp.TCPConnector(
-            limit=self.cfg.concurrency, ttl_dns_cache=30, resolver=resolver
+            limit=self.cfg.concurrency + self.cfg.call_concurrency,
+            ttl_dns_cache=30,
+            resolver=resolver,
         )
         self._http = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
@@ -184,18 +203,20 @@ class Sender:
             if tracker is None:
                 continue
             for rec in records:
-                await self._slots.acquire()
+                due = _decode(tp, rec)
+                slots = self._call_slots if due is not None and _is_call(due) else self._slots
+                await slots.acquire()
                 if self._trackers.get(tp) is not tracker:
                     # Revoked while this loop waited for a slot: the rest of these records
                     # belong to the next owner, which reads on from the offset drain committed.
-                    self._slots.release()
+                    slots.release()
                     break
                 if self._stalled_past_session():
-                    self._slots.release()
+                    slots.release()
                     await self._hold_back(batch, tp, rec.offset)
                     return
                 tracker.start(rec.offset)
-                task = asyncio.create_task(self._handle(tracker, tp, rec.offset, rec.value))
+                task = asyncio.create_task(self._handle(tracker, tp, rec.offset, due, slots))
                 self._tasks[task] = tp
                 task.add_done_callback(self._forget)
 
@@ -285,19 +306,20 @@ class Sender:
     # -- one delivery ------------------------------------------------------------------------
 
     async def _handle(
-        self, tracker: OffsetTracker, tp: TopicPartition, offset: int, value: bytes | None
+        self,
+        tracker: OffsetTracker,
+        tp: TopicPartition,
+        offset: int,
+        due: DeliveryDue | None,
+        slots: asyncio.Semaphore,
     ) -> None:
-        try:
-            due = codec.decode(value or b"", DeliveryDue)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.warning("dropping unreadable delivery %s@%d: %s", tp, offset, exc)
-        else:
+        if due is not None:
             records = await self._deliver(due)
             await self._append(records)
         # The tracker this offset started in, even if its partition is being given up: drain
         # commits from it.
         tracker.done(offset)
-        self._slots.release()
+        slots.release()
 
     async def _append(self, records: list[Record]) -> None:
         # Until the outcome is acknowledged the offset stays uncommitted; keep trying rather

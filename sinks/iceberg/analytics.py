@@ -22,6 +22,7 @@ VIEW = "delivery_log"
 Format = Literal["table", "csv", "json"]
 
 # Latency is per attempt: the sender appends DELIVERED or ERROR (with duration_ms) for each.
+# A workflow run's own rows have state RUN_* (message_id = the run id): no message's.
 REPORTS: dict[str, str] = {
     "success-rate": """
         SELECT url AS destination,
@@ -52,7 +53,7 @@ REPORTS: dict[str, str] = {
     "retries": """
         SELECT retries, count(*) AS messages
         FROM (SELECT message_id, count(*) FILTER (WHERE state = 'RETRY') AS retries
-              FROM delivery_log GROUP BY message_id)
+              FROM delivery_log WHERE state NOT LIKE 'RUN%' GROUP BY message_id)
         GROUP BY retries ORDER BY retries
     """,
     "dlq": """

@@ -92,8 +92,10 @@ def created_filter(q: HistoryQuery) -> BooleanExpression:
     return expr
 
 
-def sql(q: HistoryQuery) -> tuple[str, list[Any]]:
-    where: list[str] = []
+def sql(q: HistoryQuery, *, run_rows: bool = False) -> tuple[str, list[Any]]:
+    """``run_rows``: the table has workflow run rows (a ``run_status`` column), which are no
+    message's events and are left out."""
+    where: list[str] = ["run_status IS NULL"] if run_rows else []
     params: list[Any] = []
     if has_details(q):
         # ``created`` holds the CREATED rows of created_filter(q); labels are checked here.
@@ -143,7 +145,7 @@ class IcebergHistory:
             if table is None:
                 return []
             page = table.scan(row_filter=row_filter(q)).to_arrow()
-            text, params = sql(q)
+            text, params = sql(q, run_rows="run_status" in page.column_names)
             with duckdb.connect() as con:
                 con.execute("SET TimeZone = 'UTC'")
                 con.register("page", page)

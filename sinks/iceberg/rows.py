@@ -63,14 +63,20 @@ def excerpt(body: bytes | None) -> str | None:
 def to_row(event: MessageEvent, *, topic: str, partition: int, offset: int) -> Row:
     """One delivery_log row. Message details (method, queue, labels, …) come with CREATED only.
 
+    A workflow run's lifecycle event is a row with ``message_id`` = the run id and ``state`` =
+    ``run_status``; a run's messages name the run and the step they carry.
+
     Headers are deliberately absent: they may carry the publisher's secrets.
     """
     m = event.message
+    tag = m.workflow if m else None
     return {
         "event_id": event_id(topic, partition, offset),
         "message_id": event.message_id,
         "user_id": event.user_id,
-        "state": event.state,
+        # A run's lifecycle row says what happened to the run (RUN_SUCCESS, …), so no query
+        # about messages' states counts it.
+        "state": event.run_status or event.state,
         "url": event.url,
         "method": m.method if m else None,
         "http_status": event.response_status,
@@ -90,6 +96,12 @@ def to_row(event: MessageEvent, *, topic: str, partition: int, offset: int) -> R
         "response_body": excerpt(event.response_body),
         "kafka_partition": partition,
         "kafka_offset": offset,
+        # A run's message names its run and step on every event (CREATED: in its tag).
+        "workflow_run_id": event.workflow_run_id or (tag.run_id if tag else None),
+        "step_id": event.step_id if event.step_id is not None else (tag.step_id if tag else None),
+        "step_name": event.step_name or (tag.step_name if tag else None),
+        "step_type": event.step_type or (tag.step_type if tag else None),
+        "run_status": event.run_status,
     }
 
 

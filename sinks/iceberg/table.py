@@ -23,12 +23,13 @@ Catalogs, by environment (read once by :meth:`CatalogConfig.from_env`):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+from pyiceberg.exceptions import CommitFailedException, NoSuchNamespaceError, NoSuchTableError
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -45,6 +46,8 @@ from pyiceberg.types import (
 )
 
 from kafstash.schemas.delivery_log import COLUMNS, PARTITION_SPEC, TABLE_NAME, Column
+
+log = logging.getLogger(__name__)
 
 CATALOG_NAME = "kafstash"
 PYICEBERG_ENV_PREFIX = f"PYICEBERG_CATALOG__{CATALOG_NAME.upper()}__"
@@ -162,16 +165,48 @@ def load(cfg: CatalogConfig) -> Catalog:
 
 
 def open_table(cfg: CatalogConfig, catalog: Catalog | None = None) -> Table:
-    """The delivery_log table, creating the namespace and the table if missing."""
+    """The delivery_log table, creating the namespace and the table if missing, and adding the
+    columns an older table lacks (:func:`evolve`)."""
     catalog = catalog or load(cfg)
     catalog.create_namespace_if_not_exists(cfg.namespace)
     schema = iceberg_schema()
-    return catalog.create_table_if_not_exists(
+    table = catalog.create_table_if_not_exists(
         cfg.identifier,
         schema=schema,
         partition_spec=partition_spec(schema),
         properties=TABLE_PROPERTIES,
     )
+    evolve(table)
+    return table
+
+
+def missing_columns(table: Table) -> list[str]:
+    """Described columns the table does not have yet (it was made by an older kafstash)."""
+    have = {f.name for f in table.schema().fields}
+    return [c.name for c in COLUMNS if c.name not in have]
+
+
+def evolve(table: Table, *, attempts: int = 5) -> list[str]:
+    """Add the described columns the table lacks; returns their names (empty: none missing).
+
+    The evolution rule (schemas/delivery_log.py) allows only optional columns added at the end,
+    so ``union_by_name`` adds exactly those, in order, and rows written before read them as null.
+    Another archiver evolving the same table at the same moment makes the commit fail: reload
+    and look again.
+    """
+    for _ in range(attempts):
+        missing = missing_columns(table)
+        if not missing:
+            return []
+        try:
+            with table.update_schema() as update:
+                update.union_by_name(iceberg_schema())
+        except CommitFailedException:
+            table.refresh()
+            continue
+        log.info("delivery_log: added columns %s", ", ".join(missing))
+        return missing
+    raise CommitFailedException(f"delivery_log: could not add columns after {attempts} attempts")
 
 
 def open_existing_table(cfg: CatalogConfig) -> Table:

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 from qstash import QStash
+from qstash.message import FlowControl
 
 from kafstash.schemas.users import DEV_USERS
 from tests.sink import Sink
@@ -231,6 +232,32 @@ def test_retry_a_dlq_entry(
     refresh_until(page, f"#dlq tr[data-message-id='{retried_as}']")
     shot(page, "dlq-retried")
 
+    # Delete the new entry: the first click only arms the button.
+    again = page.locator(f"#dlq tr[data-message-id='{retried_as}']")
+    again_id = again.get_attribute("data-dlq-id")
+    assert again_id
+    delete = again.locator("button.danger")
+    expect(delete).to_have_text("Delete")
+    delete.click()
+    expect(delete).to_have_text("Confirm delete")
+    assert again_id in dlq_ids(client)
+    delete.click()
+    expect(page.locator("#status")).to_contain_text(f"Deleted {again_id}")
+    expect(page.locator(f"#dlq tr[data-dlq-id='{again_id}']")).to_have_count(0)
+    assert again_id not in dlq_ids(client)
+    shot(page, "dlq-deleted")
+
+
+def dlq_ids(client: QStash) -> set[str]:
+    ids: set[str] = set()
+    cursor = None
+    while True:
+        page = client.dlq.list(cursor=cursor, count=100)
+        ids |= {m.dlq_id for m in page.messages}
+        if not page.cursor or not page.messages:
+            return ids
+        cursor = page.cursor
+
 
 def test_pause_and_resume_a_schedule(
     page: Page, stack: Stack, sink: Sink, client: QStash, route: Callable[[str], str]
@@ -405,6 +432,13 @@ def test_queues_groups_and_deleting_a_schedule(
     tag = uuid.uuid4().hex[:8]
     queue, group = f"q-{tag}", f"g-{tag}"
     client.queue.upsert(queue, parallelism=2)
+    # A flow-control key: one message through it, then paused with a second one waiting.
+    key, fc_path = f"fk-{tag}", route("ok") + "-fc"
+    flow: FlowControl = {"key": key, "parallelism": 2, "rate": 5, "period": "60s"}
+    client.message.publish_json(url=sink.url(fc_path), body="1", flow_control=flow)
+    sink.wait_count(fc_path, 1, timeout=30)
+    client.flow_control.pause(key)
+    client.message.publish_json(url=sink.url(fc_path), body="2", flow_control=flow)
     client.url_group.upsert_endpoints(group, [{"url": sink.url(route("ok")), "name": "first"}])
     sid = client.schedule.create(destination=sink.url(route("ok")), cron="0 0 1 1 *")
     log_in(page, stack)
@@ -416,6 +450,18 @@ def test_queues_groups_and_deleting_a_schedule(
     expect(page.locator("#status")).to_contain_text(f"Paused queue {queue}")
     expect(row).to_contain_text("paused")
     assert client.queue.get(queue).paused
+
+    # The key's row: waiting, parallelism and rate counts against their limits, its state.
+    want = [key, "1", "0 / 2", "1 / 5 per 60s", "paused"]
+    key_row = page.locator(f"#queues tr[data-flow-control-key='{key}'] td")
+    deadline = time.monotonic() + 30
+    while (cells := key_row.all_inner_texts()) != want:
+        assert time.monotonic() < deadline, (cells, page.inner_text("main"))
+        page.click("#refresh")
+        page.wait_for_timeout(500)
+    shot(page, "flow-control-keys")
+    client.flow_control.resume(key)
+    sink.wait_count(fc_path, 2, timeout=30)  # the waiting message goes once resumed
 
     open_view(page, "#groups")
     expect(page.locator(f"#groups tr[data-group='{group}']")).to_contain_text(

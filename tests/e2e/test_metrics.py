@@ -2,7 +2,8 @@
 
 One stack (api, streams, sender and the archiver as processes) publishes deliveries that succeed,
 fail for good, answer 489, time out and wait for a delay; then each role's listener is scraped
-and parsed with prometheus_client's own parser.
+and parsed with prometheus_client's own parser. A schedule fires last, and the API's own (QStash)
+port is asked for ``/metrics``: it has none.
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ def test_each_role_serves_metrics_that_move_with_the_load(metrics_stack: Stack) 
         publish("/nonretryable", **{"Upstash-Retries": "3"})
         publish("/slow/5000", **{"Upstash-Timeout": "1s", "Upstash-Retries": "0"})
         assert http.get("/v2/messages/msg_nope", headers=auth).status_code == 404
+        # The metrics are on their own listener only: the QStash port has no /metrics, with or
+        # without a token.
+        for headers in ({}, auth):
+            r = http.get("/metrics", headers=headers)
+            assert r.status_code == 404, r.text
+            assert "kafstash_" not in r.text
         wait_until(
             "the delayed message to wait in the delay table",
             lambda: value(scrape(stack, "streams"), "kafstash_delayed_messages") >= 1,
@@ -110,6 +117,8 @@ def test_each_role_serves_metrics_that_move_with_the_load(metrics_stack: Stack) 
     )
     assert value(api, "kafstash_api_publish_acks_total") == 7
     assert value(api, "kafstash_api_unavailable_total") == 0
+    # Both /metrics requests reached the API (and found nothing there).
+    assert value(api, "kafstash_api_requests_total", route="unmatched", status="404") == 2
     wait_until(
         "the API's DLQ gauge",
         lambda: value(scrape(stack, "api"), "kafstash_dlq_messages") == 3,
@@ -118,10 +127,10 @@ def test_each_role_serves_metrics_that_move_with_the_load(metrics_stack: Stack) 
     streams = scrape(stack, "streams")
     assert value(streams, "kafstash_timer_lateness_seconds_count") >= 1
     assert has(streams, "kafstash_delayed_messages")
-    assert has(streams, "kafstash_schedule_ticks_total")
+    assert value(streams, "kafstash_schedule_ticks_total") == 0  # no schedule yet
 
     # Lag comes from Kafka's committed offsets: it settles to zero once the stages caught up.
-    for role, topic in (("streams", "requests"), ("sender", "deliveries")):
+    for role, topic in (("streams", "requests"), ("sender", "deliveries"), ("archiver", "events")):
 
         def caught_up(role: str = role, topic: str = topic) -> bool:
             s = scrape(stack, role)
@@ -152,3 +161,25 @@ def test_each_role_serves_metrics_that_move_with_the_load(metrics_stack: Stack) 
     assert abs(last - time.time()) < 60
     assert value(archiver, "kafstash_archiver_commits_total") >= 1
     assert has(archiver, "process_cpu_seconds_total")
+
+    # A schedule (every two seconds) fires: the streams' tick counter rises with its ticks.
+    with Sink(*keys) as sink, httpx.Client(base_url=stack.base_url, timeout=30) as http:
+        r = http.post(
+            f"/v2/schedules/{sink.url('/ok/tick')}",
+            headers={**auth, "Upstash-Cron": "*/2 * * * * *"},
+            content=b"tick",
+        )
+        assert r.status_code in (200, 201), r.text
+        schedule_id = r.json()["scheduleId"]
+        fired = sink.wait_count("/ok/tick", 2, timeout=60)
+        assert {f.headers["Upstash-Schedule-Id"] for f in fired} == {schedule_id}
+        ticks = wait_until(
+            "the schedule's ticks to be counted",
+            lambda: (
+                (n := value(scrape(stack, "streams"), "kafstash_schedule_ticks_total")) >= 2 and n
+            ),
+        )
+        assert http.delete(f"/v2/schedules/{schedule_id}", headers=auth).status_code == 200
+    # One tick per delivery at most, give or take the ticks in flight when we looked.
+    assert isinstance(ticks, float)
+    assert ticks <= len(sink.received("/ok/tick")) + 2

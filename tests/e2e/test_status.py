@@ -1,8 +1,10 @@
-"""``kafstash status`` against a running stack: groups, members, lag per stage, the DLQ and the
-archive's last commit, from Kafka; exit status 1 once a stage has no member."""
+"""``kafstash status`` against a running stack: groups, members, lag per stage, the delayed
+messages waiting, the DLQ and the archive's last commit, from Kafka; exit status 1 once a stage
+has no member."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -52,6 +54,15 @@ def test_status_shows_each_stage_and_fails_when_one_has_no_member(
                     content=b"x",
                 )
                 assert r.status_code == 201, r.text
+            # Two delayed messages wait: the status names the oldest and the next due.
+            for delay in ("600s", "300s"):
+                r = http.post(
+                    f"/v2/publish/{sink.url('/ok/delayed')}",
+                    headers={**auth, "Upstash-Delay": delay},
+                    content=b"x",
+                )
+                assert r.status_code == 201, r.text
+                time.sleep(1.5)  # the first is the oldest by a second at least
             sink.wait_count("/ok/", 1)
 
             def healthy() -> subprocess.CompletedProcess[str] | None:
@@ -60,6 +71,7 @@ def test_status_shows_each_stage_and_fails_when_one_has_no_member(
                 ok = (
                     done.returncode == 0
                     and "DLQ: 1 messages" in done.stdout
+                    and "delayed: 2 messages waiting" in done.stdout
                     and "last commit" in done.stdout
                     and all(cells(done.stdout, f"{p}.{t}")[-2] == "0" for t in ("requests",))
                     and cells(done.stdout, f"{p}.deliveries")[-2] == "0"
@@ -71,6 +83,16 @@ def test_status_shows_each_stage_and_fails_when_one_has_no_member(
             for group in (f"{p}-streams", f"{p}-sender", f"{p}-archiver"):
                 assert group in done.stdout
             assert cells(done.stdout, f"{p}.deliveries")[-3] == "1"  # one sender member
+            delayed = re.search(
+                r"delayed: 2 messages waiting, the oldest published (\d+)([sm]) ago, "
+                r"the next due in (\d+)([sm])",
+                done.stdout,
+            )
+            assert delayed, done.stdout
+            oldest = int(delayed[1]) * {"s": 1, "m": 60}[delayed[2]]
+            next_due = int(delayed[3]) * {"s": 1, "m": 60}[delayed[4]]
+            assert 2 <= oldest <= 180  # an age: the 600 s one was published seconds ago
+            assert 150 <= next_due <= 300  # the 300 s one (shown in minutes: 3m to 5m)
 
             # No sender: the deliveries wait, and the command says so with its exit status.
             stack.kill("sender")

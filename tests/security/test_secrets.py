@@ -1,11 +1,12 @@
 """Planted secrets never leave kafstash: not in any role's log, any topic, or the state on disk.
 
-A stack runs with a canary user (its token and both signing keys are unique random strings),
-publishes through every path a token can arrive by (header, ``?qstash_token=``, batch), delivers
-successes, retries and a dead letter, then searches every role's log, every record of every
-topic of the stack and every file under its home for the token, the signing keys and every JWT
-seen at the sink. A forwarded ``Authorization`` header is user data and *is* stored: finding it
-in the topics proves the search reads what it claims to.
+A stack (all four roles) runs with a canary user (its token and both signing keys are unique
+random strings), publishes through every path a token can arrive by (header, ``?qstash_token=``,
+batch) and a schedule, delivers successes, retries and dead letters, then searches every role's
+log, every record of every topic of the stack and every file under its home (the Iceberg archive
+too) for the token, the signing keys and every JWT seen at the sink. A forwarded
+``Authorization`` header is user data and *is* stored: finding it in the topics proves the search
+reads what it claims to.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def test_token_keys_and_signatures_are_never_logged_or_stored(
     stack.user = user
     sink = RecordingSink(current_key=user.current_signing_key, next_key=user.next_signing_key)
     stack.start()
+    stack.start_role("archiver")
     sink.start()
     try:
         auth = {"Authorization": f"Bearer {user.token}"}
@@ -80,6 +82,7 @@ def test_token_keys_and_signatures_are_never_logged_or_stored(
             keys = http.get("/v2/keys", headers=auth)
             refused = http.get("/v2/keys", headers={"Authorization": f"Bearer {user.token}x"})
         assert [r.status_code for r in sent] == [201, 201, 201, 201], [r.text for r in sent]
+        dead_letter = sent[2].json()["messageId"]
         assert keys.json() == {"current": user.current_signing_key, "next": user.next_signing_key}
         assert refused.status_code == 401
 
@@ -87,6 +90,17 @@ def test_token_keys_and_signatures_are_never_logged_or_stored(
         sink.wait_count("/fail/1/secrets-retry", 2, timeout=120)  # 500 then 200
         sink.wait_count("/status/500/secrets-dlq", 1, timeout=90)
         sink.wait_count("/ok/secrets-batch", 1, timeout=90)
+        # A schedule's message fails for good too: its DLQ line names the schedule.
+        with httpx.Client(base_url=stack.base_url, timeout=30) as http:
+            r = http.post(
+                f"/v2/schedules/{sink.url('/status/500/secrets-schedule')}",
+                headers={**auth, "Upstash-Cron": "*/2 * * * * *", "Upstash-Retries": "0"},
+                content=b"five",
+            )
+            assert r.status_code in (200, 201), r.text
+            schedule_id = r.json()["scheduleId"]
+            sink.wait_count("/status/500/secrets-schedule", 1, timeout=90)
+            assert http.delete(f"/v2/schedules/{schedule_id}", headers=auth).status_code == 200
         receipts = sink.received("/")
         assert not [r.path for r in receipts if "qstash_token" in r.path]  # not sent on either
         assert all(r.signature_ok for r in receipts), [r.signature_error for r in receipts]
@@ -100,7 +114,7 @@ def test_token_keys_and_signatures_are_never_logged_or_stored(
                     for _k, v in read_topics(kafka_bootstrap, messages_topic)[messages_topic]
                     if not v
                 )
-                >= 4
+                >= 5
             ),
             timeout=120,
         )
@@ -124,7 +138,7 @@ def test_token_keys_and_signatures_are_never_logged_or_stored(
         for name, records in topics.items()
     }
     logs = sorted(tmp_path.glob("*.log"))
-    assert {p.stem for p in logs} >= {"api", "streams", "sender"}
+    assert {p.stem for p in logs} >= {"api", "streams", "sender", "archiver"}
     for path in sorted(p for p in tmp_path.rglob("*") if p.is_file()):
         sources[f"file {path.relative_to(tmp_path)}"] = path.read_bytes()
 
@@ -144,20 +158,28 @@ def test_token_keys_and_signatures_are_never_logged_or_stored(
     # Message data (here a forwarded header, stored in the topics above) is never logged either.
     assert not [p.name for p in logs if forwarded_secret.encode() in p.read_bytes()]
     if log_format == "json":
-        _assert_json_lines(logs)
+        _assert_json_lines(logs, dead_letter=dead_letter, schedule_id=schedule_id)
     json.dumps(hits)  # hits stay printable for the report above
 
 
-def _assert_json_lines(logs: list[Path]) -> None:
-    """Every line of every role's log is one JSON object naming its role; the dead letter's
-    line carries its message id."""
-    ids: list[str] = []
+def _assert_json_lines(logs: list[Path], *, dead_letter: str, schedule_id: str) -> None:
+    """Every line of every role's log is one JSON object naming its role; the dead letters'
+    lines carry their message id, and the scheduled one its schedule id too."""
+    entries: list[dict[str, object]] = []
     for path in logs:
-        for line in path.read_text().splitlines():
+        lines = path.read_text().splitlines()
+        assert lines, f"{path.name} is empty: nothing checked"
+        for line in lines:
             entry = json.loads(line)
             assert isinstance(entry, dict), line
             assert {"timestamp", "level", "role", "logger", "message"} <= set(entry), line
             assert entry["role"] == path.stem, line
-            if "message_id" in entry:
-                ids.append(entry["message_id"])
-    assert any(i.startswith("msg_") for i in ids), "no line carried a message id"
+            entries.append(entry)
+    # The delivery that failed for good: the sender's line names the message.
+    assert [e for e in entries if e.get("message_id") == dead_letter and e["role"] == "sender"], (
+        "no sender line carried the dead letter's message id"
+    )
+    # A scheduled message's line names both its message and its schedule.
+    scheduled = [e for e in entries if e.get("schedule_id") == schedule_id]
+    assert scheduled, "no line carried the schedule id"
+    assert all(str(e.get("message_id", "")).startswith("msg_") for e in scheduled), scheduled

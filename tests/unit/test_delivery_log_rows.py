@@ -122,9 +122,11 @@ def test_iceberg_schema_matches_the_description() -> None:
 
 
 def test_evolution_allows_only_optional_columns_added_at_the_end() -> None:
-    extra = Column(25, "region", "string", False, "new")
+    highest = max(c.field_id for c in COLUMNS)
+    extra = Column(highest + 1, "region", "string", False, "new")
     assert evolution_errors(COLUMNS, (*COLUMNS, extra)) == []
     assert evolution_errors(COLUMNS, (*COLUMNS, dataclasses.replace(extra, required=True)))
+    assert evolution_errors(COLUMNS, (*COLUMNS, dataclasses.replace(extra, field_id=highest)))
     assert evolution_errors(COLUMNS, (*COLUMNS, dataclasses.replace(extra, field_id=24)))
     renamed = (dataclasses.replace(COLUMNS[0], name="id"), *COLUMNS[1:])
     assert evolution_errors(COLUMNS, renamed)

@@ -1,4 +1,4 @@
-"""The sender's revocation path, without a broker: a fake consumer stands in for aiokafka's.
+"""The sender's poll loop without a broker (a fake consumer stands in for aiokafka's).
 
 The poll loop waits for a free delivery slot with fetched records in hand; a revocation
 (``drain``) arrives meanwhile. Nothing of the revoked partition may start after that, and the
@@ -13,15 +13,35 @@ from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
+from kafstash.schemas import codec
+from kafstash.schemas.commands import DeliveryDue
+from kafstash.schemas.message import Message
 from kafstash.schemas.topics import Topics
 from kafstash.schemas.users import DEV_USERS
+from kafstash.schemas.workflow_tag import WorkflowTag
 from kafstash.sinks.http.sender import Sender, SenderConfig
 
 REVOKED = TopicPartition("p.deliveries", 0)
 KEPT = TopicPartition("p.deliveries", 1)
 
 
-def _record(tp: TopicPartition, offset: int) -> ConsumerRecord[bytes, bytes]:
+def _due(offset: int, *, call: bool = False) -> bytes:
+    tag = WorkflowTag(run_id="wfr_1", call_type="toCallback") if call else None
+    message = Message(
+        message_id=f"msg_{offset}",
+        user_id=DEV_USERS[0].user_id,
+        url="http://127.0.0.1:1/x",
+        created_at=0,
+        not_before=0,
+        body=b"",
+        max_retries=3,
+        workflow=tag,
+    )
+    return codec.encode(DeliveryDue(message=message, retried=0, due=0))
+
+
+def _record(tp: TopicPartition, offset: int, *, call: bool = False) -> ConsumerRecord[bytes, bytes]:
+    value = _due(offset, call=call)
     return ConsumerRecord(
         topic=tp.topic,
         partition=tp.partition,
@@ -29,10 +49,10 @@ def _record(tp: TopicPartition, offset: int) -> ConsumerRecord[bytes, bytes]:
         timestamp=0,
         timestamp_type=0,
         key=None,
-        value=b"{}",
+        value=value,
         checksum=None,
         serialized_key_size=0,
-        serialized_value_size=2,
+        serialized_value_size=len(value),
         headers=(),
     )
 
@@ -72,14 +92,15 @@ class Harness:
         self.gates: dict[tuple[int, int], asyncio.Event] = {}
 
         async def handle(
-            tracker: Any, tp: TopicPartition, offset: int, _value: bytes | None
+            tracker: Any, tp: TopicPartition, offset: int, due: Any, slots: asyncio.Semaphore
         ) -> None:
+            assert due is not None, "every record here is a readable DeliveryDue"
             key = (tp.partition, offset)
             self.started.append(key)
             gate = self.gates.setdefault(key, asyncio.Event())
             await gate.wait()
             tracker.done(offset)
-            self.sender._slots.release()
+            slots.release()
 
         self.sender._handle = handle  # type: ignore[method-assign]
 
@@ -170,5 +191,24 @@ async def test_a_partition_later_in_the_batch_is_not_restarted_after_its_revocat
         assert h.started == [(0, 10), (0, 11)], "nothing of either revoked partition started"
         assert consumer.commits == [{REVOKED: 12}]
         assert KEPT not in h.sender._trackers, "no tracker is made again for a given-up partition"
+    finally:
+        await h.close()
+
+
+async def test_workflow_calls_take_slots_of_their_own() -> None:
+    """A third-party call (``context.call``, often a slow LLM) waits in its own slots: with the
+    one delivery slot free, the delivery fetched behind two calls starts at once."""
+    consumer = FakeConsumer(
+        batch={KEPT: [_record(KEPT, 5, call=True), _record(KEPT, 6, call=True), _record(KEPT, 7)]}
+    )
+    h = Harness(consumer, concurrency=1)
+    try:
+        poll = asyncio.create_task(h.sender._poll_once())
+        await _settle()
+        assert h.started == [(1, 5), (1, 6), (1, 7)]
+        assert poll.done(), "the poll loop holds no slot it waits for"
+        for offset in (5, 6, 7):
+            h.finish(1, offset)
+        await _settle()
     finally:
         await h.close()
