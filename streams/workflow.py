@@ -10,6 +10,11 @@ Replays: a worker that crashed before committing sees a message again whose id i
 the history. It is sent on again with the history as it was when the message joined, so a
 replay delivers the same body under the same message id (receivers dedupe on it).
 
+The SDKs do not dedupe on the message id: a step delivered twice (a replay above, or a sender
+killed mid-delivery) runs its body again and publishes its result again, under a new id. That
+second result does not join the history: a run's history holds each step once (the SDKs would
+skip it anyway, keeping the first), and the run's log shows each step once.
+
 Analytics: each message leaves tagged with the step it carries (:func:`step_of`), and a run's
 start and end go to the events topic as run events (:func:`run_event`), so the delivery log
 answers runs per status, run durations and step timings (docs/iceberg.md, "Workflow runs").
@@ -219,6 +224,35 @@ def _joined(run: RunState, message: Message, now_ms: int) -> RunState:
     )
 
 
+StepId = tuple[int, int | None]
+
+
+def step_id(body: bytes) -> StepId | None:
+    """A step result's identity as the SDKs dedupe steps: (stepId, targetStep). None when the
+    body is no step result (an initial payload) or names none unambiguously (a plan, stepId 0,
+    without its targetStep)."""
+    try:
+        step = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(step, dict):
+        return None
+    sid, target = step.get("stepId"), step.get("targetStep")
+    if type(sid) is not int or (target is not None and type(target) is not int):
+        return None
+    if sid == 0 and target is None:
+        return None
+    return (sid, target)
+
+
+def _recorded(run: RunState, step: StepId) -> str | None:
+    """The message id of the history's result of ``step``, if the history holds one."""
+    for entry in run.history[1:]:
+        if entry.call_type == "step" and step_id(base64.b64decode(entry.body)) == step:
+            return entry.message_id
+    return None
+
+
 def on_message(req: PublishRequest, run: RunState | None, *, now_ms: int) -> Decision:
     message = req.message
     tag = message.workflow
@@ -257,6 +291,17 @@ def on_message(req: PublishRequest, run: RunState | None, *, now_ms: int) -> Dec
         return Decision(forward=req, note="unknown workflow run: delivered as a plain message")
     elif run.state != ACTIVE:
         return Decision(note=f"dropped: run is {run.state}")
+    elif (
+        tag.call_type == "step"
+        and (step := step_id(message.body)) is not None
+        and (recorded := _recorded(run, step)) is not None
+    ):
+        # A step that ran again: its first result stays the only one (module docstring).
+        reply = ()
+        if req.reply:
+            decision = Accepted(request_id=req.request_id, message_id=recorded, deduplicated=True)
+            reply = (Emit("decisions", req.request_id, decision),)
+        return Decision(emits=reply, note=f"dropped: step {step} already recorded")
     joined = _joined(run, message, now_ms)
     forward = _with(req, _deliverable(joined, message, len(joined.history) - 1))
     start = (run_event(joined, ACTIVE, joined.created_at),) if started else ()

@@ -192,3 +192,41 @@ def test_an_invoked_run_sends_its_result_to_the_invoker_when_it_ends() -> None:
     step = json.loads(result.message.body)
     assert step["stepId"] == 3
     assert json.loads(step["out"]) == {"body": '{"v":1}', "isFailed": False, "isCanceled": False}
+
+
+def test_a_step_that_ran_again_does_not_join_the_history_twice() -> None:
+    # A step delivered twice (a replay, a sender killed mid-delivery) runs again and publishes
+    # its result again under a new id: the history keeps the first result only.
+    s1 = workflow.on_message(req("s1", b'{"stepId":1,"out":"1"}'), started(), now_ms=110)
+    assert s1.run is not None
+    again = workflow.on_message(req("s1b", b'{"stepId":1,"out":"2"}'), s1.run, now_ms=120)
+    assert again == workflow.Decision(note="dropped: step (1, None) already recorded")
+    s2 = workflow.on_message(req("s2", b'{"stepId":2,"out":"3"}'), s1.run, now_ms=130)
+    assert [e["messageId"] for e in history_of(s2)] == ["m0", "s1", "s2"]
+    # Plans of one parallel group differ by their target; a plan sent again is one plan.
+    assert s2.run is not None
+    p3 = workflow.on_message(req("p3", b'{"stepId":0,"targetStep":3}'), s2.run, now_ms=140)
+    assert p3.run is not None
+    p4 = workflow.on_message(req("p4", b'{"stepId":0,"targetStep":4}'), p3.run, now_ms=141)
+    assert p4.run is not None
+    p3b = workflow.on_message(req("p3b", b'{"stepId":0,"targetStep":3}'), p4.run, now_ms=142)
+    assert p3b.forward is None
+    assert p3b.run is None
+    # A deduplicated publish waiting for its answer gets the first result's id.
+    asked = msgspec.structs.replace(req("s1c", b'{"stepId":1}'), reply=True)
+    [answer] = workflow.on_message(asked, p4.run, now_ms=150).emits
+    assert answer.value == Accepted(request_id="r-s1c", message_id="s1", deduplicated=True)
+
+
+def test_only_step_results_are_told_apart_by_their_step_id() -> None:
+    assert workflow.step_id(b'{"stepId":2,"targetStep":null}') == (2, None)
+    assert workflow.step_id(b'{"stepId":0,"targetStep":4}') == (0, 4)
+    for body in (b'{"x":1}', b"not json", b"[1]", b'{"stepId":0}', b'{"stepId":"1"}', b""):
+        assert workflow.step_id(body) is None, body
+    # Callbacks are not step results, whatever their body says: both join the history.
+    run = started()
+    for mid in ("c1", "c2"):
+        d = workflow.on_message(req(mid, b'{"stepId":1}', call_type="fromCallback"), run, now_ms=1)
+        assert d.run is not None
+        run = d.run
+    assert [e.call_type for e in run.history] == ["step", "fromCallback", "fromCallback"]

@@ -283,6 +283,23 @@ const ROUTES = {
       await context.run("after", () => rec(context, "after"));
     }),
 
+  // Three steps that each hold for holdMs, so a kill -9 lands mid-run (tests/faults).
+  "slow-steps": () =>
+    serve(async (context) => {
+      const rec = recorder("slow-steps");
+      const { start, holdMs } = context.requestPayload;
+      let value = start;
+      for (const name of ["s1", "s2", "s3"]) {
+        const input = value;
+        value = await context.run(name, async () => {
+          rec(context, name, { input });
+          await sleepMs(holdMs);
+          return input + 1;
+        });
+      }
+      return value;
+    }),
+
   // Holds its step for a while, so two runs that overlap show it (flow-control parallelism).
   slow: () =>
     serve(async (context) => {
