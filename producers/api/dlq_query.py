@@ -34,7 +34,14 @@ _TEXT_FILTERS: dict[str, Callable[[DlqEntry], list[str | None]]] = {
     "source": lambda e: ["workflow" if e.message.workflow else "message"],
     "workflowRunId": lambda e: [e.message.workflow.run_id if e.message.workflow else None],
     "workflowUrl": lambda e: [e.message.workflow.url if e.message.workflow else None],
+    "workflowCreatedAt": lambda e: [_run_created_at(e)],
 }
+
+
+def _run_created_at(entry: DlqEntry) -> str | None:
+    """The run's creation time as the entry shows it (``workflowCreatedAt``, dlq.py)."""
+    tag = entry.message.workflow
+    return None if tag is None else str(tag.created_at or entry.message.created_at)
 
 
 @dataclass(frozen=True)
@@ -70,10 +77,12 @@ def _int(pairs: list[tuple[str, str]], key: str) -> int | None:
         raise ApiError(f"invalid {key}: {values[0]!r} is not an integer") from None
 
 
-def parse_query(pairs: list[tuple[str, str]]) -> DlqQuery:
-    """A DlqQuery from the request's query pairs; ApiError(400) on unknown fields and malformed
-    values."""
-    count = filter_fields.checked(filter_fields.DLQ, pairs)
+def parse_query(
+    pairs: list[tuple[str, str]], spec: filter_fields.FieldSpec = filter_fields.DLQ
+) -> DlqQuery:
+    """A DlqQuery from the request's query pairs; ApiError(400) on fields ``spec`` does not
+    declare and on malformed values."""
+    count = filter_fields.checked(spec, pairs)
     # Deprecated spelling, still sent by some clients.
     pairs = [("callerIp" if k == "callerIP" else k, v) for k, v in pairs]
     ids = _values(pairs, "dlqIds")
@@ -85,6 +94,13 @@ def parse_query(pairs: list[tuple[str, str]]) -> DlqQuery:
     for status in filters.get("responseStatus", ()):
         if not status.isascii() or not status.isdigit():
             raise ApiError(f"invalid responseStatus: {status!r} is not an HTTP status code")
+    if "workflowCreatedAt" in filters:
+        try:  # compared as the canonical decimal the entry shows
+            filters["workflowCreatedAt"] = frozenset(
+                str(int(v)) for v in filters["workflowCreatedAt"]
+            )
+        except ValueError:
+            raise ApiError("invalid workflowCreatedAt: not a Unix time in milliseconds") from None
     for source in filters.get("source", ()):
         if source not in ("workflow", "message"):
             raise ApiError(f"invalid source: {source!r}, use workflow or message")

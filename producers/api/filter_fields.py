@@ -156,7 +156,7 @@ CANCEL_MESSAGES = FieldSpec(
 DLQ = FieldSpec(
     query=_COMMON
     | {"dlqIds", "messageId", "responseStatus", "cursor", "count", "order", "source"}
-    | {"workflowRunId", "workflowUrl"},
+    | {"workflowRunId", "workflowUrl", "workflowCreatedAt"},
     count=CountRule(default=DLQ_MAX, maximum=DLQ_MAX, clamp=True),
     body_ids="dlqIds",
 )
@@ -164,9 +164,44 @@ EVENTS = FieldSpec(
     query=_COMMON | _HOST_PATH | {"messageId", "messageIds", "state", "cursor", "count", "order"},
     count=CountRule(default=EVENTS_PAGE_DEFAULT, maximum=EVENTS_PAGE_MAX),
 )
+
+# -- Upstash Workflow (workflow-api.md §4; @upstash/workflow 1.3.3's Client) -------------------
+
+# UniversalFilterFields of the Workflow SDK: every workflow filter takes them.
+_WF_UNIVERSAL = frozenset({"fromDate", "toDate", "callerIp", "label", "flowControlKey"})
+RUNS_MAX = 1000
+# DELETE /v2/workflows/runs: cancel(ids) sends only workflowRunIds; cancel({filter}) and
+# cancel({all}) send count (default 100). workflowUrl is a prefix unless workflowUrlExactMatch.
+CANCEL_RUNS = FieldSpec(
+    query=_WF_UNIVERSAL
+    | _HOST_PATH
+    | {"workflowRunIds", "workflowUrl", "workflowUrlExactMatch", "count"},
+    count=CountRule(default=None, maximum=RUNS_MAX),
+)
+# GET /v2/workflows/events (and its alias /logs): logs({workflowRunId, workflowUrl, state,
+# count, cursor, filter}); groupBy=workflowRunId is always sent.
+WORKFLOW_LOGS = FieldSpec(
+    query=_WF_UNIVERSAL
+    | _HOST_PATH
+    | {"workflowRunId", "workflowUrl", "workflowUrlExactMatch", "workflowCreatedAt"}
+    | {"state", "messageId", "groupBy", "cursor", "count"},
+    count=CountRule(default=10, maximum=RUNS_MAX, clamp=True),
+)
+# DELETE /v2/workflows/dlq, POST /v2/workflows/dlq/resume|restart: dlqIds, or the DLQ action
+# filters (DLQActionFilterFields) with count (default 100) and cursor. The SDK's
+# failureFunctionState is not kept, so it is refused rather than ignored. The JSON body
+# {"dlqIds": [...]} is taken as on /v2/dlq (no SDK sends it; it must never mean "all").
+WORKFLOW_DLQ = FieldSpec(
+    query=_WF_UNIVERSAL
+    | {"dlqIds", "workflowRunId", "workflowUrl", "workflowCreatedAt", "cursor", "count"},
+    count=CountRule(default=DLQ_MAX, maximum=DLQ_MAX, clamp=True),
+    body_ids="dlqIds",
+)
+NO_QUERY = FieldSpec(query=frozenset())
+
 FLOW_CONTROL_PIN = FieldSpec(query=frozenset({"parallelism", "rate", "period"}))
 FLOW_CONTROL_UNPIN = FieldSpec(query=frozenset({"parallelism", "rate"}))
-FLOW_CONTROL_PLAIN = FieldSpec(query=frozenset())
+FLOW_CONTROL_PLAIN = NO_QUERY
 
 # (method, path as in openapi.yaml) → spec; tests/unit/test_openapi.py holds the document to it.
 SPECS: dict[tuple[str, str], FieldSpec] = {
@@ -182,4 +217,11 @@ SPECS: dict[tuple[str, str], FieldSpec] = {
         ("post", f"/v2/flowControl/{{flowControlKey}}/{action}"): FLOW_CONTROL_PLAIN
         for action in ("pause", "resume", "resetRate", "reset")
     },
+    ("delete", "/v2/workflows/runs"): CANCEL_RUNS,
+    ("get", "/v2/workflows/events"): WORKFLOW_LOGS,
+    ("get", "/v2/workflows/logs"): WORKFLOW_LOGS,
+    ("delete", "/v2/workflows/dlq"): WORKFLOW_DLQ,
+    ("post", "/v2/workflows/dlq/resume"): WORKFLOW_DLQ,
+    ("post", "/v2/workflows/dlq/restart"): WORKFLOW_DLQ,
+    ("post", "/v2/workflows/dlq/callback/{dlqId}"): NO_QUERY,
 }

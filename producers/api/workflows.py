@@ -10,20 +10,21 @@ from __future__ import annotations
 import base64
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kafstash.producers.api import filter_fields
+from kafstash.producers.api import filter_fields, workflow_query
 from kafstash.producers.api.context import ApiContext
-from kafstash.producers.api.dlq_query import parse_query, select
+from kafstash.producers.api.dlq_query import DlqQuery, parse_query, select
 from kafstash.producers.api.errors import ApiError, NotFound, Unavailable
-from kafstash.producers.api.filter_fields import CountRule, FieldSpec
+from kafstash.producers.api.filter_fields import CANCEL_RUNS, WORKFLOW_DLQ, WORKFLOW_LOGS
 from kafstash.producers.kafka_log import LogUnavailable
 from kafstash.schemas import codec, ids
+from kafstash.schemas.callbacks import callback_body, callback_request
+from kafstash.schemas.commands import DeliveryDue, PublishRequest
 from kafstash.schemas.dlq import DlqEntry, dlq_key
 from kafstash.schemas.users import User
 from kafstash.schemas.workflow import (
@@ -37,27 +38,6 @@ from kafstash.schemas.workflow import (
 from kafstash.views.compacted import CompactedView
 
 _run = msgspec.json.Decoder(RunState)
-
-_RUN_FILTERS = frozenset(
-    {
-        "workflowRunIds",
-        "workflowUrl",
-        "workflowUrlExactMatch",
-        "label",
-        "fromDate",
-        "toDate",
-        "callerIp",
-        "host",
-        "path",
-    }
-)
-CANCEL_RUNS = FieldSpec(query=_RUN_FILTERS | {"count"}, count=CountRule(default=None, maximum=1000))
-LOGS = FieldSpec(
-    query=(_RUN_FILTERS - {"workflowRunIds"})
-    | {"workflowRunId", "state", "messageId", "workflowCreatedAt", "groupBy", "cursor", "count"},
-    count=CountRule(default=10, maximum=1000, clamp=True),
-)
-_STATES = frozenset({"RUN_STARTED", "RUN_SUCCESS", "RUN_FAILED", "RUN_CANCELED"})
 
 
 def _decode(key: str, value: bytes) -> RunState | None:
@@ -130,60 +110,10 @@ def run_log(run: RunState) -> dict[str, Any]:
 # -- selection ---------------------------------------------------------------------------------
 
 
-def _values(pairs: list[tuple[str, str]], key: str) -> list[str]:
-    return [v.strip() for k, v in pairs if k == key and v.strip()]
-
-
-def _int(pairs: list[tuple[str, str]], key: str) -> int | None:
-    values = _values(pairs, key)
-    if not values:
-        return None
-    if not values[0].isascii() or not values[0].isdigit():
-        raise ApiError(f"invalid {key}: {values[0]!r} is not a Unix time in milliseconds")
-    return int(values[0])
-
-
-def _matches(run: RunState, pairs: list[tuple[str, str]]) -> bool:  # noqa: PLR0911 - one per filter
-    ids = _values(pairs, "workflowRunIds") + _values(pairs, "workflowRunId")
-    if ids and run.run_id not in ids:
-        return False
-    states = _values(pairs, "state")
-    if states and run.state not in states:
-        return False
-    for url in _values(pairs, "workflowUrl"):
-        exact = _values(pairs, "workflowUrlExactMatch") == ["true"]
-        if (run.url != url) if exact else not run.url.startswith(url):
-            return False
-    labels = _values(pairs, "label")
-    if labels and not set(labels) & set(run.labels):
-        return False
-    low, high = _int(pairs, "fromDate"), _int(pairs, "toDate")
-    if (low is not None and run.created_at < low) or (high is not None and run.created_at > high):
-        return False
-    created = _int(pairs, "workflowCreatedAt")
-    if created is not None and run.created_at != created:
-        return False
-    callers = _values(pairs, "callerIp")
-    if callers and run.caller_ip not in callers:
-        return False
-    parts = urlsplit(run.url)
-    hosts, paths = _values(pairs, "host"), _values(pairs, "path")
-    if (hosts and parts.hostname not in hosts) or (paths and parts.path not in paths):
-        return False
-    message_ids = _values(pairs, "messageId")
-    return not message_ids or any(e.message_id in message_ids for e in run.history)
-
-
 def _runs(api: ApiContext, user: User) -> list[RunState]:
     view = api.runs
     assert view is not None
     return [r for _, r in view.scan(run_key(user.user_id, ""))]
-
-
-def _check_states(pairs: list[tuple[str, str]]) -> None:
-    for state in _values(pairs, "state"):
-        if state not in _STATES:
-            raise ApiError(f"invalid state: {state!r} is not one of " + ", ".join(sorted(_STATES)))
 
 
 async def _end(api: ApiContext, run: RunState, *, cancel: bool, response: str | None) -> None:
@@ -231,6 +161,42 @@ def _revived(entry: DlqEntry, *, restart: bool, now: int) -> ReviveRun:
     )
 
 
+def failure_callback_again(entry: DlqEntry, *, now: int) -> PublishRequest:
+    """The failure callback of the run that dead-lettered as ``entry``, sent once more.
+
+    The body is the one the sender built when the run failed (the last attempt's answer, the
+    run's payload as ``sourceBody``, ``dlqId``); the message id is new, so dedup does not take
+    it for the first one, and each call sends exactly one.
+    """
+    m = entry.message
+    assert m.failure_callback is not None
+    due = DeliveryDue(message=m, retried=entry.retried, due=entry.failed_at)
+    body = callback_body(
+        due,
+        status=entry.response_status,
+        response_headers=entry.response_header,
+        response_body=entry.response_body,
+        error=entry.error,
+        dlq_id=entry.dlq_id,
+    )
+    req = callback_request(
+        m,
+        kind="failure-callback",
+        retried=entry.retried,
+        url=m.failure_callback,
+        options=m.failure_callback_options,
+        body=body,
+        now_ms=now,
+    )
+    fresh = ids.message_id()
+    return msgspec.structs.replace(
+        req,
+        request_id="req_" + fresh[len("msg_") :],
+        message=msgspec.structs.replace(req.message, message_id=fresh),
+        dedup_key=None,
+    )
+
+
 def routes(api: ApiContext) -> list[Route]:  # noqa: PLR0915 - one closure per route
     def user_run(user: User, run_id: str) -> RunState | None:
         assert api.runs is not None
@@ -260,51 +226,57 @@ def routes(api: ApiContext) -> list[Route]:  # noqa: PLR0915 - one closure per r
 
     async def cancel_runs(request: Request) -> Response:
         user = api.user(request)
-        pairs = request.query_params.multi_items()
-        count = filter_fields.checked(CANCEL_RUNS, pairs)
-        if (await api.read_body(request)).strip():
-            raise ApiError("invalid request body: this endpoint takes its filters in the query")
+        q = workflow_query.parse(CANCEL_RUNS, request.query_params.multi_items())
+        filter_fields.decode_ids_body(CANCEL_RUNS, await api.read_body(request))
         active = sorted(
-            (r for r in _runs(api, user) if r.state == ACTIVE and _matches(r, pairs)),
+            (r for r in _runs(api, user) if r.state == ACTIVE and workflow_query.matches(r, q)),
             key=lambda r: (r.created_at, r.run_id),
         )
-        chosen = active if count is None else active[:count]
+        chosen = active if q.count is None else active[: q.count]
         for run in chosen:
             await _end(api, run, cancel=True, response=None)
         return JSONResponse({"cancelled": len(chosen)})
 
     async def logs(request: Request) -> Response:
         user = api.user(request)
-        pairs = request.query_params.multi_items()
-        count = filter_fields.checked(LOGS, pairs) or 10
-        _check_states(pairs)
+        q = workflow_query.parse(WORKFLOW_LOGS, request.query_params.multi_items())
+        count = q.count or 10
         found = sorted(
-            (r for r in _runs(api, user) if _matches(r, pairs)),
+            (r for r in _runs(api, user) if workflow_query.matches(r, q)),
             key=lambda r: (r.created_at, r.run_id),
             reverse=True,  # newest first, as QStash's logs
         )
-        cursors = _values(pairs, "cursor")
-        if cursors:
-            at, _, rid = cursors[0].partition("_")
-            if not (at.isdigit() and rid):
-                raise ApiError("invalid cursor")
-            found = [r for r in found if (r.created_at, r.run_id) < (int(at), rid)]
+        if q.cursor is not None:
+            found = [r for r in found if (r.created_at, r.run_id) < q.cursor]
         page = found[:count]
         cursor = f"{page[-1].created_at}_{page[-1].run_id}" if len(found) > count else ""
         return JSONResponse({"cursor": cursor, "runs": [run_log(r) for r in page]})
 
-    def dead_letters(user: User, pairs: list[tuple[str, str]]) -> list[DlqEntry]:
-        q = parse_query([*pairs, ("source", "workflow")])
+    async def dead_letters(request: Request, user: User) -> tuple[list[DlqEntry], str | None]:
+        """The workflow dead letters a bulk call means, and the next page's cursor; the query
+        and the body are both checked before anything is read (a body naming ids is taken
+        as those ids only, never as "no filter")."""
+        pairs = request.query_params.multi_items()
+        q = parse_query(pairs, WORKFLOW_DLQ)
+        ids_ = filter_fields.decode_ids_body(WORKFLOW_DLQ, await api.read_body(request))
+        if ids_ is not None:
+            q = DlqQuery(dlq_ids=frozenset(ids_), count=q.count)
         assert api.dlq is not None
         entries = (e for _, e in api.dlq.scan(dlq_key(user.user_id, "")))
-        return [e for e in select(entries, q)[0] if e.message.workflow is not None]
+        page, cursor = select((e for e in entries if e.message.workflow is not None), q)
+        return page, cursor
+
+    def with_cursor(out: dict[str, Any], cursor: str | None) -> JSONResponse:
+        if cursor is not None:
+            out["cursor"] = cursor  # more remain: the SDK's loop calls again with it
+        return JSONResponse(out)
 
     async def revive(request: Request) -> Response:
         user = api.user(request)
         assert api.log is not None
         assert api.dlq is not None
         restart = request.url.path.endswith("/restart")
-        entries = dead_letters(user, request.query_params.multi_items())
+        entries, cursor = await dead_letters(request, user)
         now = api.now_ms()
         out = []
         for entry in entries:
@@ -325,13 +297,13 @@ def routes(api: ApiContext) -> list[Route]:  # noqa: PLR0915 - one closure per r
             assert tag is not None
             created = now if restart else (tag.created_at or entry.message.created_at)
             out.append({"workflowRunId": cmd.run_id, "workflowCreatedAt": created})
-        return JSONResponse({"workflowRuns": out})
+        return with_cursor({"workflowRuns": out}, cursor)
 
     async def delete_dead_letters(request: Request) -> Response:
         user = api.user(request)
         assert api.log is not None
         assert api.dlq is not None
-        entries = dead_letters(user, request.query_params.multi_items())
+        entries, cursor = await dead_letters(request, user)
         keys = [dlq_key(user.user_id, e.dlq_id) for e in entries]
         if keys:
             try:
@@ -340,11 +312,30 @@ def routes(api: ApiContext) -> list[Route]:  # noqa: PLR0915 - one closure per r
                 raise Unavailable("Kafka is unavailable; retry") from exc
             for k in keys:
                 api.dlq.drop(k)
-        return JSONResponse({"deleted": len(keys)})
+        return with_cursor({"deleted": len(keys)}, cursor)
+
+    async def retry_failure_function(request: Request) -> Response:
+        """The JS SDK's ``dlq.retryFailureFunction({dlqId})``: the run's failure callback is
+        sent again; the run stays failed and its dead letter stays (resume/restart take it)."""
+        user = api.user(request)
+        filter_fields.checked(filter_fields.NO_QUERY, request.query_params.multi_items())
+        filter_fields.decode_ids_body(filter_fields.NO_QUERY, await api.read_body(request))
+        assert api.dlq is not None
+        dlq_id = request.path_params["dlq_id"]
+        entry = api.dlq.get(dlq_key(user.user_id, dlq_id))
+        tag = entry.message.workflow if entry is not None else None
+        if entry is None or tag is None:
+            raise NotFound(f"workflow dlq message {dlq_id!r} not found")
+        if entry.message.failure_callback is None:
+            raise ApiError(f"workflow run {tag.run_id} has no failure function or failure URL")
+        await api.submit([failure_callback_again(entry, now=api.now_ms())])
+        created = tag.created_at or entry.message.created_at
+        return JSONResponse({"workflowRunId": tag.run_id, "workflowCreatedAt": created})
 
     return [
         Route("/v2/workflows/dlq/resume", revive, methods=["POST"]),
         Route("/v2/workflows/dlq/restart", revive, methods=["POST"]),
+        Route("/v2/workflows/dlq/callback/{dlq_id}", retry_failure_function, methods=["POST"]),
         Route("/v2/workflows/dlq", delete_dead_letters, methods=["DELETE"]),
         Route("/v2/workflows/runs/{run_id}", get_run, methods=["GET"]),
         Route("/v2/workflows/runs/{run_id}", end_run, methods=["DELETE"]),

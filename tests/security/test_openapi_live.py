@@ -38,11 +38,15 @@ FILTERING = (
     "pinFlowControl",
     "unpinFlowControl",
     "removeEndpoints",
+    "cancelWorkflowRuns",
+    "deleteWorkflowDlq",
+    "resumeWorkflowDlq",
+    "restartWorkflowDlq",
 )
 STRICT_CHECKS = "not_a_server_error,negative_data_rejection,positive_data_acceptance"
 # The events cursor may name an event of the delivery log (base64 of its id); which strings
 # decode to one is more than a pattern can say, so the listings get the refusal half only.
-LISTINGS = ("listEvents", "listLogs")
+LISTINGS = ("listEvents", "listLogs", "workflowLogs", "workflowLogsAlias")
 REFUSAL_CHECKS = "not_a_server_error,negative_data_rejection"
 
 
