@@ -105,6 +105,21 @@ class Stack:
             time.sleep(0.1)
         raise TimeoutError(f"API not ready after {timeout}s:\n{self.tail('api')}")
 
+    def wait_log(self, role: str, text: str, timeout: float = 90) -> None:
+        """Until ``role``'s log has a line containing ``text`` (e.g. its ready line): the API
+        answers before the stream workers have recovered their tables, seconds later on a busy
+        machine, and a test that times a delay against them must not start before."""
+        deadline = time.monotonic() + timeout
+        while text not in self.logs[role].read_text(errors="replace"):
+            proc = self.procs[role]
+            if proc.poll() is not None:
+                raise RuntimeError(f"{role} exited with {proc.returncode}:\n{self.tail(role)}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"no {text!r} in {role}'s log after {timeout}s:\n{self.tail(role)}"
+                )
+            time.sleep(0.1)
+
     def kill(self, role: str) -> None:
         proc = self.procs[role]
         proc.send_signal(signal.SIGKILL)

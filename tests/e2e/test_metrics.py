@@ -54,6 +54,8 @@ def metrics_stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
 
 def test_each_role_serves_metrics_that_move_with_the_load(metrics_stack: Stack) -> None:
     stack = metrics_stack
+    # The delayed message below must reach the delay table before its 5 s are up.
+    stack.wait_log("streams", "streams ready: delay table recovered")
     before = scrape(stack, "api")  # the listener is up before any load
     assert value(before, "kafstash_api_publish_acks_total") == 0
     keys = (stack.user.current_signing_key, stack.user.next_signing_key)
