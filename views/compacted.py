@@ -74,6 +74,11 @@ class CompactedView(Generic[T]):
     def get(self, key: str) -> T | None:
         return self._values.get(key)
 
+    async def sync(self, timeout_s: float) -> bool:
+        """Wait until the view holds every record appended before this call (another process's
+        write that this one must see); False when ``timeout_s`` passed first."""
+        return await self._follower.sync(timeout_s)
+
     def count(self) -> int:
         """How many keys hold a value. Not ``__len__``: an empty view must stay truthy. A metrics
         scrape calls this from its own thread, which ``len`` of a dict allows."""

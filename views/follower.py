@@ -56,6 +56,7 @@ class TopicFollower:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self.caught_up = asyncio.Event()
+        self._polled = asyncio.Event()  # set after every poll, for sync()
 
     async def __aenter__(self) -> Self:
         # A consumer per entry: one that failed to start is not started again.
@@ -114,6 +115,33 @@ class TopicFollower:
             pending = {tp for tp, off in end.items() if off > 0}
         self._task = asyncio.create_task(self._run(end, pending), name=f"follow:{self.topic}")
 
+    async def sync(self, timeout_s: float) -> bool:
+        """Wait until every record appended before this call has been handed to ``on_record``:
+        read-your-writes of what another process wrote. False when ``timeout_s`` passed first."""
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        try:
+            async with asyncio.timeout(timeout_s):
+                end: dict[TopicPartition, int] = await consumer.end_offsets(
+                    sorted(consumer.assignment())
+                )
+                while await self._behind(end):
+                    self._polled.clear()
+                    await self._polled.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def _behind(self, end: dict[TopicPartition, int]) -> bool:
+        assert self._consumer is not None
+        # ``position`` moves when getmany returns records, and _poll hands them all on before
+        # its next await: a position at the end means they were applied.
+        for tp, offset in end.items():
+            if await self._consumer.position(tp) < offset:
+                return True
+        return False
+
     async def _run(self, end: dict[TopicPartition, int], pending: set[TopicPartition]) -> None:
         while True:
             if not pending:
@@ -142,3 +170,4 @@ class TopicFollower:
         for tp in list(pending):
             if await self._consumer.position(tp) >= end[tp]:
                 pending.discard(tp)
+        self._polled.set()

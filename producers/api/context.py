@@ -54,6 +54,9 @@ from kafstash.views.compacted import CompactedView
 
 log = logging.getLogger(__name__)
 
+# How long a step of a run the runs view calls ended waits for the view to read up to now.
+RUN_STATE_SYNC_S = 2.0
+
 
 @dataclass(frozen=True)
 class ApiConfig:
@@ -167,7 +170,7 @@ class ApiContext:
         assert self.log
         assert self.waiter
         assert self.view
-        self.check_runs_active(requests)
+        await self.check_runs_active(requests)
         topic = self.config.topics.requests
         waits = {r.request_id: self.waiter.expect(r.request_id) for r in requests if r.reply}
         records = [(topic, request_key(r).encode(), codec.encode(r)) for r in requests]
@@ -203,19 +206,34 @@ class ApiContext:
         remember_gates(self.gate_state, [r.message for r in requests], self.now_ms())
         return results
 
-    def check_runs_active(self, requests: list[PublishRequest]) -> None:
+    async def check_runs_active(self, requests: list[PublishRequest]) -> None:
         """400 for a step of a workflow run that has ended: the JS SDK reads it as "cancelled
         or finished" and stops quietly (workflow-api.md §2.3). The run's stream worker drops
-        such a step anyway; this tells the SDK at once."""
+        such a step anyway; this tells the SDK at once.
+
+        An ended run can be active again (a DLQ resume or restart): the step may come from the
+        revived run's first delivery, sent after the stream worker wrote the run's new state, while
+        this view still shows the old one. So "ended" is decided only on a view that has read
+        the state topic up to now; a refusal on a lagging view left the revived run waiting for
+        a step the SDK believed refused, for good.
+        """
         if self.runs is None:
             return
+        ended: list[tuple[str, str]] = []  # (run id, view key) of steps the view calls ended
         for r in requests:
             tag = r.message.workflow
             if tag is None or tag.init or tag.call_type == "failureCall":
                 continue
-            run = self.runs.get(run_key(r.message.user_id, tag.run_id))
+            key = run_key(r.message.user_id, tag.run_id)
+            run = self.runs.get(key)
             if run is not None and run.state != ACTIVE:
-                raise ApiError(f"workflow run {tag.run_id} is not active: {run.state}")
+                ended.append((tag.run_id, key))
+        if not ended or not await self.runs.sync(RUN_STATE_SYNC_S):
+            return  # none, or unsure: the run's stream worker decides for good
+        for run_id, key in ended:
+            run = self.runs.get(key)
+            if run is not None and run.state != ACTIVE:
+                raise ApiError(f"workflow run {run_id} is not active: {run.state}")
 
     async def requests_for(
         self, request: Request, user: User, prefix: str

@@ -191,3 +191,30 @@ async def test_a_follower_from_a_time_starts_at_the_first_record_at_or_after_it(
     async with follower:
         await asyncio.wait_for(follower.caught_up.wait(), 15)
         assert seen == [b"after"]
+
+
+async def test_sync_returns_once_the_view_holds_what_was_appended_before_it(
+    kafka_bootstrap: str, topic: str, producer: AIOKafkaProducer
+) -> None:
+    """Another process's write, seen before deciding on it (the API's runs view, before it
+    calls a revived workflow run ended): many records, so that applying them takes several
+    polls and a sync that returned early would find most of them missing."""
+    async with CompactedView(kafka_bootstrap, topic, _decode) as view:
+        n = 5000
+        sent = [
+            await producer.send(topic, _encode(Item(at=i)), key=f"item/{i}".encode())
+            for i in range(n)
+        ]
+        await asyncio.gather(*sent)
+        assert await view.sync(30.0)
+        assert view.count() == n
+        assert view.get(f"item/{n - 1}") == Item(at=n - 1)
+
+
+async def test_sync_gives_up_after_its_timeout_on_a_closed_follower(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    view = CompactedView(kafka_bootstrap, topic, _decode)
+    async with view:
+        pass
+    assert await view.sync(0.5) is False
