@@ -104,13 +104,16 @@ def run_streams(settings: Settings) -> None:
     import faust  # noqa: PLC0415 - faust patches logging at import; only this role needs it
 
     fmt = _logs(settings, "streams")
+    # faust makes its data folder but not the folders above it: a fresh KAFSTASH_HOME failed.
+    data_dir = settings.home / "streams"
+    data_dir.mkdir(parents=True, exist_ok=True)
 
     app = create_streams_app(
         StreamsConfig(
             bootstrap=settings.require_bootstrap,
             topics=settings.topics,
             app_id=settings.streams_app_id,
-            data_dir=settings.home / "streams",
+            data_dir=data_dir,
             partitions=settings.partitions,
             replication=settings.replication,
             dedup_window_ms=settings.dedup_window_ms,

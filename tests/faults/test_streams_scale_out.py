@@ -1,0 +1,129 @@
+"""F10: two stream workers share the partitions; one is killed -9 under load (issue 10 item 6).
+
+A second ``kafstash streams`` process joins the first one's group (with a RocksDB folder of its
+own) and takes half the partitions. Publishing then runs open loop at RATE/s for PUBLISH_S,
+half of it due at once and half delayed 1-3 s. At KILL_AT_S the second worker is killed -9: the
+group hands its partitions, and their tables from the changelogs, back to the first. Every
+acknowledged message arrives, none before its not-before; a message arrives twice only where
+the killed worker had emitted it without committing.
+
+KNOWN BUG (found by this test, not fixed yet): in 4 of 5 runs the survivor never processes a
+contiguous run of 10-60 requests of a partition it takes over: records appended to
+``<p>.requests`` after the kill, at offsets past the killed worker's last commit, are never
+turned into deliveries (traced: present in the requests topic, absent from every output). A
+single stream worker killed and restarted (F3) loses nothing; the loss needs a worker that stays
+up while partitions move to it. It points at faust-streaming's consumer across a rebalance
+(faust-streaming/faust#216 describes skipped offsets in the same situation); issue 10's plan to
+run the stream stage as a plain aiokafka consumer-producer removes that layer. Until then the
+README tells operators to run one stream worker per group, and this test is an expected failure
+that still runs, so a fix shows up as XPASS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from tests.faults.ledger import Ledger, check, client, drain, publish, steady
+from tests.sink import Sink
+from tests.stack import Stack
+
+pytestmark = [
+    pytest.mark.broker,
+    pytest.mark.xfail(
+        reason="known: a surviving stream worker skips requests of partitions it takes over "
+        "after a kill -9 of the other (module docstring)",
+        strict=False,
+    ),
+]
+
+RATE = 60.0  # publishes/s
+PUBLISH_S = 9.0
+KILL_AT_S = 4.0
+# What the killed worker may have emitted without committing: faust commits every 2.8 s, and the
+# group notices the death within its 10 s session.
+DUPLICATES_LIMIT = int(RATE * 5)
+LATENESS_LIMIT_S = 45.0
+RECOVERED = re.compile(r"streams ready: delay table recovered, (\d+) messages pending")
+
+
+def _recoveries(stack: Stack, role: str) -> int:
+    return len(RECOVERED.findall(stack.logs[role].read_text(errors="replace")))
+
+
+def _start_second_worker(stack: Stack) -> None:
+    role = "streams2"
+    log_path = stack.home / f"{role}.log"
+    stack.logs[role] = log_path
+    env = {
+        **stack.env,
+        # Its own RocksDB folder (a worker locks its stores) and no second metrics listener.
+        "KAFSTASH_HOME": str(stack.home / role),
+        "KAFSTASH_METRICS_PORT_STREAMS": "0",
+    }
+    with log_path.open("ab") as out:
+        stack.procs[role] = subprocess.Popen(
+            [sys.executable, "-m", "kafstash", "streams"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def test_kill_one_of_two_stream_workers_under_load(
+    stack: Stack, sink: Sink, route: Callable[[str], str]
+) -> None:
+    stack.wait_log("streams", "streams ready (app")
+    before = _recoveries(stack, "streams")
+    _start_second_worker(stack)
+    stack.wait_log("streams2", "streams ready (app")
+    # Both hold partitions: the first worker recovered again after the join's rebalance.
+    stack.wait_log("streams2", "delay table recovered")
+    deadline = time.monotonic() + 90
+    while _recoveries(stack, "streams") <= before:
+        assert time.monotonic() < deadline, stack.tail("streams")
+        time.sleep(0.1)
+
+    path = route("ok")
+    url = sink.url(path)
+    ledger = Ledger()
+    tag = uuid.uuid4().hex[:6]
+    killed_at_recoveries = 0
+
+    async def run() -> None:
+        nonlocal killed_at_recoveries
+        stop = asyncio.Event()
+        async with client(stack.base_url, stack.token) as c:
+
+            def make(i: int) -> asyncio.Task:  # type: ignore[type-arg]
+                delay = 0.0 if i % 2 == 0 else 1.0 + (i % 3)
+                return asyncio.create_task(publish(c, ledger, url, f"s{i}-{tag}", delay_s=delay))
+
+            load = asyncio.create_task(steady(make, rate=RATE, stop=stop))
+            await asyncio.sleep(KILL_AT_S)
+            killed_at_recoveries = _recoveries(stack, "streams")
+            stack.procs["streams2"].send_signal(signal.SIGKILL)
+            stack.procs["streams2"].wait(10)
+            await asyncio.sleep(PUBLISH_S - KILL_AT_S)
+            stop.set()
+            await load
+
+    asyncio.run(run())
+    receipts = drain(sink, path, ledger, timeout=45, quiet_s=4)
+    report = check(ledger, receipts)
+    print("\n" + report.summary("streams-scale-out"))
+    report.assert_rule()
+    assert report.acked == len(ledger.attempts), "every publish was acknowledged"
+    assert report.duplicates <= DUPLICATES_LIMIT
+    assert report.max_lateness_s <= LATENESS_LIMIT_S
+    # The scenario happened: the survivor took the killed worker's partitions over.
+    assert _recoveries(stack, "streams") > killed_at_recoveries, stack.tail("streams")
