@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from kafstash.producers.api import filter_fields, workflow_query
 from kafstash.producers.api.context import ApiContext
+from kafstash.producers.api.dlq import failure_lookup
 from kafstash.producers.api.dlq_query import DlqQuery, parse_query, select
 from kafstash.producers.api.errors import ApiError, NotFound, Unavailable
 from kafstash.producers.api.filter_fields import CANCEL_RUNS, WORKFLOW_DLQ, WORKFLOW_LOGS
@@ -104,6 +105,16 @@ def run_log(run: RunState) -> dict[str, Any]:
         out["labels"] = run.labels
     if run.dlq_id is not None:
         out["dlqId"] = run.dlq_id
+    if (failure := run.failure_function) is not None:
+        out["failureFunction"] = {
+            "messageId": failure.message_id,
+            "url": failure.url,
+            "state": failure.state,
+            "failStatus": failure.fail_status,
+            "failResponse": failure.fail_response,
+            "failHeaders": failure.fail_headers,
+            "dlqId": run.dlq_id or "",
+        }
     return out
 
 
@@ -263,7 +274,8 @@ def routes(api: ApiContext) -> list[Route]:  # noqa: PLR0915 - one closure per r
             q = DlqQuery(dlq_ids=frozenset(ids_), count=q.count)
         assert api.dlq is not None
         entries = (e for _, e in api.dlq.scan(dlq_key(user.user_id, "")))
-        page, cursor = select((e for e in entries if e.message.workflow is not None), q)
+        workflow_entries = (e for e in entries if e.message.workflow is not None)
+        page, cursor = select(workflow_entries, q, failure_lookup(api))
         return page, cursor
 
     def with_cursor(out: dict[str, Any], cursor: str | None) -> JSONResponse:
