@@ -159,7 +159,9 @@ class ReviveRun(
 ):
     """``/v2/workflows/dlq/resume|restart``: a failed run goes on. ``restart``: from the
     beginning, ``message`` being its new start; else from the failed message ``failed_id``,
-    re-sent as ``message`` with the history it carried. Key = run key."""
+    re-sent as ``message`` with the history it carried. ``max_retries`` / ``flow_control``: the
+    call's ``Upstash-Retries`` / ``Upstash-Flow-Control-*`` headers, which the run takes from
+    then on (None: it keeps its own). Key = run key."""
 
     user_id: str
     run_id: str
@@ -167,3 +169,5 @@ class ReviveRun(
     failed_id: str
     message: Message
     at: int
+    max_retries: int | None = None
+    flow_control: FlowControl | None = None

@@ -465,6 +465,12 @@ def on_revive(cmd: ReviveRun, run: RunState | None, *, now_ms: int) -> Decision:
     if run is None or run.state != "RUN_FAILED":
         return Decision(note="ignored: only a failed run is resumed or restarted")
     req = PublishRequest(request_id="req_" + cmd.message.message_id[4:], message=cmd.message)
+    # The call's retries and flow control hold for the rest of the run (later JS steps name none).
+    run = msgspec.structs.replace(
+        run,
+        max_retries=run.max_retries if cmd.max_retries is None else cmd.max_retries,
+        flow_control=cmd.flow_control or run.flow_control,
+    )
     if cmd.restart:
         fresh = msgspec.structs.replace(
             run,

@@ -423,8 +423,11 @@ class WorkflowClient(JsSdk):
         result: dict[str, Any] = self.run("dlq.restart", argv=[dlq_id])
         return result
 
-    def dlq_resume(self, dlq_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.run("dlq.resume", argv=[dlq_id])
+    def dlq_resume(self, dlq_id: str, **options: Any) -> dict[str, Any]:
+        """``dlq.resume(dlqId)``; with ``options`` (``retries``, ``flowControl``) the SDK's
+        ``dlq.resume({dlqId, ...options})``, which answers the one run it resumed."""
+        argv: list[Any] = [{"dlqId": dlq_id, **options}] if options else [dlq_id]
+        result: dict[str, Any] = self.run("dlq.resume", argv=argv)
         return result
 
 

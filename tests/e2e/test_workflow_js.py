@@ -548,6 +548,41 @@ def test_dlq_resume_continues_from_the_failed_step(
     assert response_of(log) == "recovered"
 
 
+def test_dlq_resume_takes_the_retries_and_flow_control_it_is_given(
+    client: WorkflowClient, server: WorkflowServer, records: Records
+) -> None:
+    key = tag()
+    run = client.trigger(
+        url=server.url("/wf/flaky"), body={"key": key}, retries=0, retryDelay="200"
+    )
+    wait_failure(records, run)
+    client.wait_state(run, "RUN_FAILED")
+    [entry] = wait_until(lambda: client.dlq_list(workflowRunId=run), f"a DLQ entry of {run}")
+    control = {"key": f"fc-{tag()}", "parallelism": 1}
+
+    # Still failing: with retries=1 the resumed step runs twice before the run fails again.
+    resumed = client.dlq_resume(entry["dlqId"], retries=1, flowControl=control)
+    again = resumed["workflowRunId"]
+    assert again == run, "a resumed run keeps its id"
+    wait_until(
+        lambda: len(records.step(again, "flaky")) == 3 or None,
+        f"the resumed flaky step of {again} run once more and retried once",
+    )
+
+    def failed_again() -> dict[str, Any] | None:
+        log = client.run_log(again)
+        assert log is not None, f"no log of {again}"
+        assert log["workflowState"] == "RUN_FAILED", log["workflowState"]
+        assert log.get("dlqId") not in (None, entry["dlqId"]), log.get("dlqId")
+        return log
+
+    wait_until(failed_again, f"{again} failed a second time")
+    time.sleep(1)  # a third attempt would come 200 ms after the second
+    assert records.counts(run) == {"ok": 1, "flaky": 3}
+    # The run took the flow control key: logs find it by that key.
+    assert [r["workflowRunId"] for r in client.logs(flowControlKey=control["key"])] == [again]
+
+
 def test_dlq_restart_runs_from_the_beginning(
     client: WorkflowClient, server: WorkflowServer, records: Records
 ) -> None:
