@@ -409,7 +409,7 @@ class WorkflowClient(JsSdk):
         def probe() -> dict[str, Any] | None:
             log = self.run_log(run_id)
             assert log is not None, f"no log of {run_id} yet"
-            assert log.get("workflowState") == state, f"last seen: {log.get('workflowState')}"
+            assert log.get("workflowState") == state, _last_seen(log)
             return log
 
         return wait_until(probe, f"run {run_id} in {state}", timeout)
@@ -429,6 +429,15 @@ class WorkflowClient(JsSdk):
         argv: list[Any] = [{"dlqId": dlq_id, **options}] if options else [dlq_id]
         result: dict[str, Any] = self.run("dlq.resume", argv=argv)
         return result
+
+
+def _last_seen(log: dict[str, Any], limit: int = 6000) -> str:
+    """A run's log as a timeout shows it: its state, and every step with its state and message
+    id, so that a run stuck on a loaded machine can be diagnosed from the failure alone."""
+    text = json.dumps(log, sort_keys=True)
+    if len(text) > limit:
+        text = text[:limit] + f"... ({len(text) - limit} more characters)"
+    return f"last seen: {log.get('workflowState')}; the run's log: {text}"
 
 
 # ============================================================================== plain HTTP calls
@@ -473,7 +482,7 @@ def wait_run_state(stack: Server, run_id: str, state: str, timeout: float = WAIT
     def probe() -> dict[str, Any] | None:
         log = run_logs(stack, run_id)
         assert log is not None, f"no log of {run_id} yet"
-        assert log.get("workflowState") == state, f"last seen: {log.get('workflowState')}"
+        assert log.get("workflowState") == state, _last_seen(log)
         return log
 
     return wait_until(probe, f"run {run_id} in {state}", timeout)
