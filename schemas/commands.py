@@ -5,7 +5,7 @@ from msgspec import Struct
 from kafstash.schemas.message import Message
 from kafstash.schemas.schedules import Tick
 from kafstash.schemas.waiters import DropWaiters, Notified, NotifyEvent, WaitFor, WaitTimeout
-from kafstash.schemas.workflow import EndRun, FailRun, Invoker, ReviveRun
+from kafstash.schemas.workflow import EndRun, FailRun, FailureCallbackDone, Invoker, ReviveRun
 
 
 class PublishRequest(
@@ -44,6 +44,7 @@ RequestCommand = (
     | ExpireDedup
     | EndRun
     | FailRun
+    | FailureCallbackDone
     | ReviveRun
     | WaitFor
     | NotifyEvent

@@ -15,6 +15,12 @@ from kafstash.schemas.message import CallbackOptions, FlowControl, Message
 from kafstash.schemas.workflow_tag import CallType
 
 RunStatus = Literal["RUN_STARTED", "RUN_SUCCESS", "RUN_FAILED", "RUN_CANCELED"]
+# How a failed run's failure callback (failure function or failure URL) stands
+# (workflow-api.md §4/§5): sent and not finished yet, answered 2xx, or out of retries.
+CallbackState = Literal["CALLBACK_INPROGRESS", "CALLBACK_SUCCESS", "CALLBACK_FAIL"]
+CALLBACK_STATES: frozenset[str] = frozenset(
+    {"CALLBACK_INPROGRESS", "CALLBACK_SUCCESS", "CALLBACK_FAIL"}
+)
 
 RUN_STATE_PREFIX = "wf/"
 ACTIVE: RunStatus = "RUN_STARTED"
@@ -46,6 +52,24 @@ class Invoker(Struct, frozen=True, kw_only=True, rename="camel"):
     created_at: int
     step: bytes
     template: Message
+
+
+class FailureFunction(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """A failed run's failure callback: the message that calls it, where, and how it stands.
+
+    ``fail_*`` is the failed step's last answer, which the callback reported; ``response_*`` is
+    the callback's own last answer once it finished (the DLQ's ``failureCallbackInfo``).
+    """
+
+    message_id: str
+    url: str
+    state: CallbackState = "CALLBACK_INPROGRESS"
+    fail_status: int = 0
+    fail_response: str = ""
+    fail_headers: dict[str, list[str]] = {}
+    response_status: int | None = None
+    response_body: str | None = None
+    response_headers: dict[str, list[str]] = {}
 
 
 class RunState(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
@@ -80,6 +104,8 @@ class RunState(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=
     # Event ids the run has waited on (``waitForEvent``): its waiters there are dropped when it
     # ends. An id stays after its waiter woke (a drop then finds nothing).
     waiting: list[str] = []
+    # Set when the run fails with a failure callback; gone when it is resumed or restarted.
+    failure_function: FailureFunction | None = None
 
 
 def run_key(user_id: str, run_id: str) -> str:
@@ -100,6 +126,7 @@ class EndRun(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type"
 
 class FailRun(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="run-fail"):
     """A message of the run exhausted its retries (sent by the sender with the DLQ entry).
+    ``failure_function``: the failure callback sent with it, if the run has one (in progress).
     Topic ``<prefix>.requests``, key = run key."""
 
     user_id: str
@@ -107,6 +134,24 @@ class FailRun(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type
     message_id: str
     dlq_id: str
     at: int
+    failure_function: FailureFunction | None = None
+
+
+class FailureCallbackDone(
+    Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="run-failure-callback"
+):
+    """A failed run's failure callback (message ``message_id``) finished: delivered
+    (CALLBACK_SUCCESS) or out of retries (CALLBACK_FAIL), with its last answer. Sent by the
+    sender with that attempt's events. Topic ``<prefix>.requests``, key = run key."""
+
+    user_id: str
+    run_id: str
+    message_id: str
+    state: CallbackState
+    at: int
+    response_status: int | None = None
+    response_body: str | None = None
+    response_headers: dict[str, list[str]] = {}
 
 
 class ReviveRun(
@@ -114,7 +159,9 @@ class ReviveRun(
 ):
     """``/v2/workflows/dlq/resume|restart``: a failed run goes on. ``restart``: from the
     beginning, ``message`` being its new start; else from the failed message ``failed_id``,
-    re-sent as ``message`` with the history it carried. Key = run key."""
+    re-sent as ``message`` with the history it carried. ``max_retries`` / ``flow_control``: the
+    call's ``Upstash-Retries`` / ``Upstash-Flow-Control-*`` headers, which the run takes from
+    then on (None: it keeps its own). Key = run key."""
 
     user_id: str
     run_id: str
@@ -122,3 +169,5 @@ class ReviveRun(
     failed_id: str
     message: Message
     at: int
+    max_retries: int | None = None
+    flow_control: FlowControl | None = None

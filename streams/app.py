@@ -32,7 +32,14 @@ from kafstash.schemas.waiters import (
     WaitTimeout,
     waiter_key,
 )
-from kafstash.schemas.workflow import EndRun, FailRun, ReviveRun, RunState, run_key
+from kafstash.schemas.workflow import (
+    EndRun,
+    FailRun,
+    FailureCallbackDone,
+    ReviveRun,
+    RunState,
+    run_key,
+)
 from kafstash.streams import dedup, delay, gate_runtime, metrics, schedule, waiters, workflow
 from kafstash.streams.effects import Emit, Step
 from kafstash.streams.groups_view import GroupsView
@@ -231,13 +238,10 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
                 case ExpireDedup():
                     key = cmd.key.encode()
                     step = dedup.expire(cmd, dedup_row(key), now_ms=now_ms())
-                case EndRun():
+                case EndRun() | FailRun() | FailureCallbackDone():
                     rkey = run_key(cmd.user_id, cmd.run_id).encode()
-                    await apply_run(workflow.on_end(cmd, run_row(rkey), now_ms=now_ms()), rkey)
-                    continue
-                case FailRun():
-                    rkey = run_key(cmd.user_id, cmd.run_id).encode()
-                    await apply_run(workflow.on_fail(cmd, run_row(rkey), now_ms=now_ms()), rkey)
+                    decision = workflow.on_run_end(cmd, run_row(rkey), now_ms=now_ms())
+                    await apply_run(decision, rkey)
                     continue
                 case ReviveRun():
                     rkey = run_key(cmd.user_id, cmd.run_id).encode()

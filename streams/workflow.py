@@ -43,6 +43,7 @@ from kafstash.schemas.workflow import (
     URL_HEADER,
     EndRun,
     FailRun,
+    FailureCallbackDone,
     HistoryEntry,
     ReviveRun,
     RunState,
@@ -356,6 +357,20 @@ def _drop_waiters(run: RunState) -> tuple[Emit, ...]:
     )
 
 
+def on_run_end(
+    cmd: EndRun | FailRun | FailureCallbackDone, run: RunState | None, *, now_ms: int
+) -> Decision:
+    """The commands that end a run or follow its end: success or cancel, failure, and the
+    failure callback's outcome."""
+    match cmd:
+        case EndRun():
+            return on_end(cmd, run, now_ms=now_ms)
+        case FailRun():
+            return on_fail(cmd, run, now_ms=now_ms)
+        case FailureCallbackDone():
+            return on_failure_callback(cmd, run, now_ms=now_ms)
+
+
 def on_end(cmd: EndRun, run: RunState | None, *, now_ms: int) -> Decision:
     if run is None or run.state != ACTIVE:
         return Decision(note="ignored: run is not active")
@@ -390,12 +405,32 @@ def on_fail(cmd: FailRun, run: RunState | None, *, now_ms: int) -> Decision:
         dlq_id=cmd.dlq_id,
         waiting=[],
         updated_at=now_ms,
+        failure_function=cmd.failure_function,
     )
     end = run_event(failed, "RUN_FAILED", cmd.at)
     return Decision(
         run=failed,
         emits=(*_drop_waiters(run), *_invoke_result(failed, now_ms), end, _state(failed)),
     )
+
+
+def on_failure_callback(cmd: FailureCallbackDone, run: RunState | None, *, now_ms: int) -> Decision:
+    """A failed run's failure callback finished: the run's ``failureFunction`` (and its dead
+    letter's ``failureCallbackInfo``) shows how. A callback sent again from the DLQ
+    (``dlq.retryFailureFunction``) has a new message id, and its outcome counts as well; one of
+    a run that went on since (resumed, restarted) is no longer the run's."""
+    if run is None or run.state != "RUN_FAILED" or run.failure_function is None:
+        return Decision(note="ignored: the run has no failure callback in flight")
+    done = msgspec.structs.replace(
+        run.failure_function,
+        message_id=cmd.message_id,
+        state=cmd.state,
+        response_status=cmd.response_status,
+        response_body=cmd.response_body,
+        response_headers=cmd.response_headers,
+    )
+    recorded = msgspec.structs.replace(run, failure_function=done, updated_at=now_ms)
+    return Decision(run=recorded, emits=(_state(recorded),))
 
 
 def _invoke_result(run: RunState, now_ms: int) -> tuple[Emit, ...]:
@@ -430,6 +465,12 @@ def on_revive(cmd: ReviveRun, run: RunState | None, *, now_ms: int) -> Decision:
     if run is None or run.state != "RUN_FAILED":
         return Decision(note="ignored: only a failed run is resumed or restarted")
     req = PublishRequest(request_id="req_" + cmd.message.message_id[4:], message=cmd.message)
+    # The call's retries and flow control hold for the rest of the run (later JS steps name none).
+    run = msgspec.structs.replace(
+        run,
+        max_retries=run.max_retries if cmd.max_retries is None else cmd.max_retries,
+        flow_control=cmd.flow_control or run.flow_control,
+    )
     if cmd.restart:
         fresh = msgspec.structs.replace(
             run,
@@ -441,6 +482,7 @@ def on_revive(cmd: ReviveRun, run: RunState | None, *, now_ms: int) -> Decision:
             completed_at=None,
             dlq_id=None,
             response=None,
+            failure_function=None,
         )
         joined = _joined(fresh, cmd.message, now_ms)
         forward = _with(req, _deliverable(joined, cmd.message, 0))
@@ -450,7 +492,12 @@ def on_revive(cmd: ReviveRun, run: RunState | None, *, now_ms: int) -> Decision:
     if at is None:
         return Decision(note="ignored: the failed message is not in the history")
     resumed = msgspec.structs.replace(
-        run, state=ACTIVE, completed_at=None, dlq_id=None, updated_at=now_ms
+        run,
+        state=ACTIVE,
+        completed_at=None,
+        dlq_id=None,
+        failure_function=None,
+        updated_at=now_ms,
     )
     # Not a new step: the failed delivery again (new id), with the history it carried.
     return Decision(

@@ -1,9 +1,10 @@
-"""Upstash Workflow through its official SDKs, against a kafstash Stack (tests/stack.py).
+"""Upstash Workflow through its official SDKs, against a kafstash: a Stack (tests/stack.py) or
+``kafstash dev`` (:class:`DevServer`); anything with a base URL and a user (:class:`Server`).
 
 - :class:`WorkflowServer` runs a workflow endpoint in a subprocess: the JS one
   (``tests/wf_js/server.mjs``, ``@upstash/workflow`` 1.3.3) or the Python one
   (``tests/wf_py/app.py``, ``upstash-workflow`` 2.0.0). Both verify every request's signature
-  with the Stack's signing keys and publish their steps to the Stack.
+  with the server's signing keys and publish their steps to it.
 - :class:`Records` reads what the step bodies wrote: one JSON line per step execution.
 - :class:`WorkflowClient` drives the JS workflow ``Client`` (``tests/wf_js/client.mjs``);
   the Python SDK has no client, so :func:`publish` starts a Python run with a plain publish
@@ -23,18 +24,20 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import httpx
 
+from kafstash.schemas.users import DEV_USERS, User
 from tests import npm
 from tests.jssdk import JsSdk
-from tests.stack import Stack
 
 __all__ = [
     "WAIT",
     "WF_JS_DIR",
+    "DevServer",
     "Records",
+    "Server",
     "WorkflowClient",
     "WorkflowServer",
     "ensure_installed",
@@ -55,7 +58,7 @@ WF_PACKAGES = ("@upstash/workflow", "@upstash/qstash")
 WAIT = 60.0
 READY_TIMEOUT_S = 60.0
 
-# Variables that would point the SDKs elsewhere than the Stack we hand them.
+# Variables that would point the SDKs elsewhere than the server we hand them.
 _SCRUBBED_ENV = (
     "QSTASH_DEV",
     "QSTASH_REGION",
@@ -67,6 +70,39 @@ _SCRUBBED_ENV = (
 )
 
 T = TypeVar("T")
+
+
+class Server(Protocol):
+    """The kafstash the SDKs are pointed at: a Stack, or a :class:`DevServer`."""
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def user(self) -> User: ...
+
+
+class DevServer:
+    """``kafstash dev`` on ``port``, as the SDKs see it: the fixed dev user's token and keys."""
+
+    def __init__(self, port: int, user: User = DEV_USERS[0]) -> None:
+        self.port = port
+        self._user = user
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token(self) -> str:
+        return self._user.token
+
+    @property
+    def user(self) -> User:
+        return self._user
 
 
 def ensure_installed() -> Path:
@@ -286,7 +322,7 @@ class WorkflowServer:
         self.stop()
 
 
-def _server_env(stack: Stack, records: Path) -> dict[str, str]:
+def _server_env(stack: Server, records: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
     env.update(
         QSTASH_URL=stack.base_url,
@@ -299,7 +335,7 @@ def _server_env(stack: Stack, records: Path) -> dict[str, str]:
     return env
 
 
-def js_server(stack: Stack, records: Path, home: Path) -> WorkflowServer:
+def js_server(stack: Server, records: Path, home: Path) -> WorkflowServer:
     """tests/wf_js/server.mjs for ``stack``, not started yet."""
     cwd = ensure_installed()
     return WorkflowServer(
@@ -310,7 +346,7 @@ def js_server(stack: Stack, records: Path, home: Path) -> WorkflowServer:
     )
 
 
-def py_server(stack: Stack, records: Path, home: Path) -> WorkflowServer:
+def py_server(stack: Server, records: Path, home: Path) -> WorkflowServer:
     """tests/wf_py/app.py for ``stack``, not started yet."""
     return WorkflowServer(
         [sys.executable, "-m", "tests.wf_py.app", "0"],
@@ -373,7 +409,7 @@ class WorkflowClient(JsSdk):
         def probe() -> dict[str, Any] | None:
             log = self.run_log(run_id)
             assert log is not None, f"no log of {run_id} yet"
-            assert log.get("workflowState") == state, f"last seen: {log.get('workflowState')}"
+            assert log.get("workflowState") == state, _last_seen(log)
             return log
 
         return wait_until(probe, f"run {run_id} in {state}", timeout)
@@ -387,15 +423,27 @@ class WorkflowClient(JsSdk):
         result: dict[str, Any] = self.run("dlq.restart", argv=[dlq_id])
         return result
 
-    def dlq_resume(self, dlq_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.run("dlq.resume", argv=[dlq_id])
+    def dlq_resume(self, dlq_id: str, **options: Any) -> dict[str, Any]:
+        """``dlq.resume(dlqId)``; with ``options`` (``retries``, ``flowControl``) the SDK's
+        ``dlq.resume({dlqId, ...options})``, which answers the one run it resumed."""
+        argv: list[Any] = [{"dlqId": dlq_id, **options}] if options else [dlq_id]
+        result: dict[str, Any] = self.run("dlq.resume", argv=argv)
         return result
+
+
+def _last_seen(log: dict[str, Any], limit: int = 6000) -> str:
+    """A run's log as a timeout shows it: its state, and every step with its state and message
+    id, so that a run stuck on a loaded machine can be diagnosed from the failure alone."""
+    text = json.dumps(log, sort_keys=True)
+    if len(text) > limit:
+        text = text[:limit] + f"... ({len(text) - limit} more characters)"
+    return f"last seen: {log.get('workflowState')}; the run's log: {text}"
 
 
 # ============================================================================== plain HTTP calls
 
 
-def publish(stack: Stack, url: str, body: Any, **headers: str) -> str:
+def publish(stack: Server, url: str, body: Any, **headers: str) -> str:
     """A plain QStash publish of JSON ``body`` to ``url`` through kafstash; the message id.
 
     This is how a Python workflow run starts: the endpoint rejects unsigned direct calls.
@@ -415,7 +463,7 @@ def publish(stack: Stack, url: str, body: Any, **headers: str) -> str:
     return message_id
 
 
-def run_logs(stack: Stack, run_id: str) -> dict[str, Any] | None:
+def run_logs(stack: Server, run_id: str) -> dict[str, Any] | None:
     """The run's log as ``GET /v2/workflows/events`` answers it (the JS ``logs`` request)."""
     answer = httpx.get(
         f"{stack.base_url}/v2/workflows/events",
@@ -428,19 +476,19 @@ def run_logs(stack: Stack, run_id: str) -> dict[str, Any] | None:
     return runs[0] if runs else None
 
 
-def wait_run_state(stack: Stack, run_id: str, state: str, timeout: float = WAIT) -> dict[str, Any]:
+def wait_run_state(stack: Server, run_id: str, state: str, timeout: float = WAIT) -> dict[str, Any]:
     """The run's log once ``GET /v2/workflows/events`` shows it in ``state``."""
 
     def probe() -> dict[str, Any] | None:
         log = run_logs(stack, run_id)
         assert log is not None, f"no log of {run_id} yet"
-        assert log.get("workflowState") == state, f"last seen: {log.get('workflowState')}"
+        assert log.get("workflowState") == state, _last_seen(log)
         return log
 
     return wait_until(probe, f"run {run_id} in {state}", timeout)
 
 
-def workflow_dlq(stack: Stack, run_id: str) -> list[dict[str, Any]]:
+def workflow_dlq(stack: Server, run_id: str) -> list[dict[str, Any]]:
     """The run's workflow DLQ entries as ``GET /v2/dlq?source=workflow`` answers them."""
     answer = httpx.get(
         f"{stack.base_url}/v2/dlq",

@@ -16,7 +16,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kafstash.producers.api import filter_fields
-from kafstash.producers.api.dlq_query import DlqQuery, parse_query, select
+from kafstash.producers.api.dlq_query import (
+    DlqQuery,
+    FailureLookup,
+    failure_function_of,
+    no_failure_functions,
+    parse_query,
+    select,
+)
 from kafstash.producers.api.errors import NotFound, Unavailable
 from kafstash.producers.api.filter_fields import decode_ids_body
 from kafstash.producers.api.publish import HeaderView, build_request
@@ -28,6 +35,7 @@ from kafstash.schemas.commands import PublishRequest
 from kafstash.schemas.dlq import DlqEntry, dlq_key
 from kafstash.schemas.message import Message
 from kafstash.schemas.redact import redacted
+from kafstash.schemas.workflow import FailureFunction, run_key
 from kafstash.views.compacted import CompactedView
 
 if TYPE_CHECKING:
@@ -46,8 +54,36 @@ def open_view(bootstrap: str, dlq_topic: str) -> CompactedView[DlqEntry]:
     return CompactedView(bootstrap, dlq_topic, _decode)
 
 
-def dlq_json(entry: DlqEntry) -> dict[str, Any]:
-    """The message as readers see it (redacted), plus the last failed attempt's answer."""
+def failure_lookup(api: ApiContext) -> FailureLookup:
+    """Entry -> the failure callback record on its run's row (the API's runs view)."""
+    runs = api.runs
+    if runs is None:
+        return no_failure_functions
+
+    def lookup(entry: DlqEntry) -> FailureFunction | None:
+        tag = entry.message.workflow
+        if tag is None:
+            return None
+        return failure_function_of(entry, runs.get(run_key(entry.message.user_id, tag.run_id)))
+
+    return lookup
+
+
+def failure_callback_info(failure: FailureFunction) -> dict[str, Any]:
+    """A workflow dead letter's ``failureCallbackInfo`` (workflow-api.md §4)."""
+    out: dict[str, Any] = {"state": failure.state}
+    if failure.response_status is not None:
+        out["responseStatus"] = failure.response_status
+    if failure.response_body is not None:
+        out["responseBody"] = failure.response_body
+    if failure.response_headers:
+        out["responseHeaders"] = failure.response_headers
+    return out
+
+
+def dlq_json(entry: DlqEntry, failure: FailureFunction | None = None) -> dict[str, Any]:
+    """The message as readers see it (redacted), plus the last failed attempt's answer; a
+    workflow run's dead letter also shows how its failure callback (``failure``) stands."""
     out = message_json(redacted(entry.message))
     out["dlqId"] = entry.dlq_id
     out["responseStatus"] = entry.response_status or 0  # required by the Python SDK
@@ -64,6 +100,8 @@ def dlq_json(entry: DlqEntry) -> dict[str, Any]:
         out["workflowUrl"] = tag.url or entry.message.url
         if entry.message.failure_callback:
             out["failureCallback"] = entry.message.failure_callback
+        if failure is not None:
+            out["failureCallbackInfo"] = failure_callback_info(failure)
     return out
 
 
@@ -125,7 +163,7 @@ def _user_entry(api: ApiContext, user: User, dlq_id: str) -> DlqEntry:
 def _selected(api: ApiContext, user: User, q: DlqQuery) -> tuple[list[DlqEntry], str | None]:
     assert api.dlq is not None
     entries = (e for _, e in api.dlq.scan(dlq_key(user.user_id, "")))
-    return select(entries, q)
+    return select(entries, q, failure_lookup(api))
 
 
 async def _remove(api: ApiContext, user: User, entries: list[DlqEntry]) -> None:
@@ -167,14 +205,16 @@ def routes(api: ApiContext) -> list[Route]:
     async def list_messages(request: Request) -> Response:
         user = api.user(request)
         page, cursor = _selected(api, user, parse_query(request.query_params.multi_items()))
-        out: dict[str, Any] = {"messages": [dlq_json(e) for e in page]}
+        failure = failure_lookup(api)
+        out: dict[str, Any] = {"messages": [dlq_json(e, failure(e)) for e in page]}
         if cursor is not None:
             out["cursor"] = cursor
         return JSONResponse(out)
 
     async def get_message(request: Request) -> Response:
         user = api.user(request)
-        return JSONResponse(dlq_json(_user_entry(api, user, request.path_params["dlq_id"])))
+        entry = _user_entry(api, user, request.path_params["dlq_id"])
+        return JSONResponse(dlq_json(entry, failure_lookup(api)(entry)))
 
     async def delete_message(request: Request) -> Response:
         user = api.user(request)

@@ -6,6 +6,10 @@ Entries are ordered by (failed_at, dlq id); the cursor is that key of the last e
 so a page never repeats or skips an entry that existed when the previous page was read.
 ``count`` (default and maximum 100, a larger one is read as 100) bounds every list, delete and
 retry; unknown fields and malformed values are 400 (filter_fields.py).
+
+A workflow dead letter's failure callback state (``failureFunctionState``) is not in the entry:
+the run's row records the callback's outcome (streams/workflow.py), so the caller passes a
+lookup from entry to that record, built with :func:`failure_function_of`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from kafstash.producers.api import filter_fields
 from kafstash.producers.api.errors import ApiError
 from kafstash.schemas.dlq import DlqEntry
+from kafstash.schemas.workflow import CALLBACK_STATES, FailureFunction, RunState
 
 MAX_COUNT = filter_fields.DLQ_MAX
 _ORDERS = ("earliestFirst", "latestFirst")
@@ -44,6 +49,22 @@ def _run_created_at(entry: DlqEntry) -> str | None:
     return None if tag is None else str(tag.created_at or entry.message.created_at)
 
 
+# Entry -> its run's failure callback record, if the entry is the dead letter that failed it.
+FailureLookup = Callable[[DlqEntry], FailureFunction | None]
+
+
+def no_failure_functions(_entry: DlqEntry) -> FailureFunction | None:
+    return None
+
+
+def failure_function_of(entry: DlqEntry, run: RunState | None) -> FailureFunction | None:
+    """The failure callback record of ``run`` if ``entry`` is the dead letter that failed it (a
+    run resumed or restarted since has dropped both)."""
+    if run is None or entry.message.workflow is None or run.dlq_id != entry.dlq_id:
+        return None
+    return run.failure_function
+
+
 @dataclass(frozen=True)
 class DlqQuery:
     dlq_ids: frozenset[str] | None = None
@@ -53,6 +74,7 @@ class DlqQuery:
     count: int = MAX_COUNT
     cursor: tuple[int, str] | None = None
     latest_first: bool = False
+    failure_states: frozenset[str] = frozenset()
 
 
 def _values(pairs: list[tuple[str, str]], key: str, *, split: bool = True) -> list[str]:
@@ -104,6 +126,12 @@ def parse_query(
     for source in filters.get("source", ()):
         if source not in ("workflow", "message"):
             raise ApiError(f"invalid source: {source!r}, use workflow or message")
+    failure_states = frozenset(_values(pairs, "failureFunctionState"))
+    if bad := sorted(failure_states - CALLBACK_STATES):
+        raise ApiError(
+            f"invalid failureFunctionState: {bad[0]!r} is not one of "
+            + ", ".join(sorted(CALLBACK_STATES))
+        )
     order = (_values(pairs, "order") or ["earliestFirst"])[0]
     if order not in _ORDERS:
         raise ApiError("invalid order: use earliestFirst or latestFirst")
@@ -117,6 +145,7 @@ def parse_query(
         count=count or MAX_COUNT,
         cursor=cursor,
         latest_first=order == "latestFirst",
+        failure_states=failure_states,
     )
 
 
@@ -135,9 +164,13 @@ def format_cursor(key: tuple[int, str]) -> str:
     return f"{key[0]}_{key[1]}"
 
 
-def matches(entry: DlqEntry, q: DlqQuery) -> bool:
+def matches(entry: DlqEntry, q: DlqQuery, failure: FailureLookup = no_failure_functions) -> bool:
     if q.dlq_ids is not None:
         return entry.dlq_id in q.dlq_ids
+    if q.failure_states:
+        found = failure(entry)
+        if found is None or found.state not in q.failure_states:
+            return False
     if q.from_date is not None and entry.failed_at < q.from_date:
         return False
     if q.to_date is not None and entry.failed_at > q.to_date:
@@ -148,9 +181,13 @@ def matches(entry: DlqEntry, q: DlqQuery) -> bool:
     return True
 
 
-def select(entries: Iterable[DlqEntry], q: DlqQuery) -> tuple[list[DlqEntry], str | None]:
+def select(
+    entries: Iterable[DlqEntry], q: DlqQuery, failure: FailureLookup = no_failure_functions
+) -> tuple[list[DlqEntry], str | None]:
     """One page of the matching entries in the asked order, and the cursor of the next page."""
-    found = sorted((e for e in entries if matches(e, q)), key=_order_key, reverse=q.latest_first)
+    found = sorted(
+        (e for e in entries if matches(e, q, failure)), key=_order_key, reverse=q.latest_first
+    )
     if q.cursor is not None:
         c = q.cursor
         found = [e for e in found if (_order_key(e) < c if q.latest_first else _order_key(e) > c)]

@@ -156,7 +156,7 @@ CANCEL_MESSAGES = FieldSpec(
 DLQ = FieldSpec(
     query=_COMMON
     | {"dlqIds", "messageId", "responseStatus", "cursor", "count", "order", "source"}
-    | {"workflowRunId", "workflowUrl", "workflowCreatedAt"},
+    | {"workflowRunId", "workflowUrl", "workflowCreatedAt", "failureFunctionState"},
     count=CountRule(default=DLQ_MAX, maximum=DLQ_MAX, clamp=True),
     body_ids="dlqIds",
 )
@@ -188,12 +188,13 @@ WORKFLOW_LOGS = FieldSpec(
     count=CountRule(default=10, maximum=RUNS_MAX, clamp=True),
 )
 # DELETE /v2/workflows/dlq, POST /v2/workflows/dlq/resume|restart: dlqIds, or the DLQ action
-# filters (DLQActionFilterFields) with count (default 100) and cursor. The SDK's
-# failureFunctionState is not kept, so it is refused rather than ignored. The JSON body
+# filters (DLQActionFilterFields, failureFunctionState among them: the state the run's row
+# records for its failure callback) with count (default 100) and cursor. The JSON body
 # {"dlqIds": [...]} is taken as on /v2/dlq (no SDK sends it; it must never mean "all").
 WORKFLOW_DLQ = FieldSpec(
     query=_WF_UNIVERSAL
-    | {"dlqIds", "workflowRunId", "workflowUrl", "workflowCreatedAt", "cursor", "count"},
+    | {"dlqIds", "workflowRunId", "workflowUrl", "workflowCreatedAt", "cursor", "count"}
+    | {"failureFunctionState"},
     count=CountRule(default=DLQ_MAX, maximum=DLQ_MAX, clamp=True),
     body_ids="dlqIds",
 )

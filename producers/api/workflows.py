@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -18,14 +19,20 @@ from starlette.routing import Route
 
 from kafstash.producers.api import filter_fields, workflow_query
 from kafstash.producers.api.context import ApiContext
+from kafstash.producers.api.dlq import failure_lookup
 from kafstash.producers.api.dlq_query import DlqQuery, parse_query, select
 from kafstash.producers.api.errors import ApiError, NotFound, Unavailable
 from kafstash.producers.api.filter_fields import CANCEL_RUNS, WORKFLOW_DLQ, WORKFLOW_LOGS
+from kafstash.producers.api.flow_control_value import parse_flow_control
+from kafstash.producers.api.publish import HeaderView
 from kafstash.producers.kafka_log import LogUnavailable
 from kafstash.schemas import codec, ids
+from kafstash.schemas import headers as h
 from kafstash.schemas.callbacks import callback_body, callback_request
 from kafstash.schemas.commands import DeliveryDue, PublishRequest
+from kafstash.schemas.defaults import MAX_RETRIES
 from kafstash.schemas.dlq import DlqEntry, dlq_key
+from kafstash.schemas.message import FlowControl
 from kafstash.schemas.users import User
 from kafstash.schemas.workflow import (
     ACTIVE,
@@ -104,6 +111,16 @@ def run_log(run: RunState) -> dict[str, Any]:
         out["labels"] = run.labels
     if run.dlq_id is not None:
         out["dlqId"] = run.dlq_id
+    if (failure := run.failure_function) is not None:
+        out["failureFunction"] = {
+            "messageId": failure.message_id,
+            "url": failure.url,
+            "state": failure.state,
+            "failStatus": failure.fail_status,
+            "failResponse": failure.fail_response,
+            "failHeaders": failure.fail_headers,
+            "dlqId": run.dlq_id or "",
+        }
     return out
 
 
@@ -139,12 +156,41 @@ async def _end(api: ApiContext, run: RunState, *, cancel: bool, response: str | 
     )
 
 
-def _revived(entry: DlqEntry, *, restart: bool, now: int) -> ReviveRun:
-    """The command that makes a failed run go on from its dead letter ``entry``."""
+@dataclass(frozen=True, slots=True)
+class ReviveOptions:
+    """The optional headers of ``dlq.resume`` / ``dlq.restart`` (workflow-api.md §4): the
+    revived run's retries and flow control; None keeps the run's own."""
+
+    max_retries: int | None = None
+    flow_control: FlowControl | None = None
+
+
+def revive_options(view: HeaderView) -> ReviveOptions:
+    """The call's ``Upstash-Retries`` and ``Upstash-Flow-Control-Key/Value``; 400 if malformed."""
+    retries: int | None = None
+    if (raw := view.get(h.RETRIES)) is not None:
+        text = raw.strip()
+        if not (text.isascii() and text.isdigit()) or int(text) > MAX_RETRIES:
+            raise ApiError(f"invalid Upstash-Retries header: must be 0..{MAX_RETRIES}")
+        retries = int(text)
+    flow_control = parse_flow_control(view.get(h.FLOW_CONTROL_KEY), view.get(h.FLOW_CONTROL_VALUE))
+    return ReviveOptions(max_retries=retries, flow_control=flow_control)
+
+
+def _revived(
+    entry: DlqEntry, *, restart: bool, now: int, options: ReviveOptions = ReviveOptions()
+) -> ReviveRun:
+    """The command that makes a failed run go on from its dead letter ``entry``, with the
+    call's ``options``."""
     m = entry.message
     assert m.workflow is not None
     message = msgspec.structs.replace(
-        m, message_id=ids.message_id(), created_at=now, not_before=now
+        m,
+        message_id=ids.message_id(),
+        created_at=now,
+        not_before=now,
+        max_retries=m.max_retries if options.max_retries is None else options.max_retries,
+        flow_control=options.flow_control or m.flow_control,
     )
     if restart:
         history = json.loads(m.body)  # the failed delivery's history: element 0 is the payload
@@ -158,6 +204,8 @@ def _revived(entry: DlqEntry, *, restart: bool, now: int) -> ReviveRun:
         failed_id=m.message_id,
         message=message,
         at=now,
+        max_retries=options.max_retries,
+        flow_control=options.flow_control,
     )
 
 
@@ -263,7 +311,8 @@ def routes(api: ApiContext) -> list[Route]:  # noqa: PLR0915 - one closure per r
             q = DlqQuery(dlq_ids=frozenset(ids_), count=q.count)
         assert api.dlq is not None
         entries = (e for _, e in api.dlq.scan(dlq_key(user.user_id, "")))
-        page, cursor = select((e for e in entries if e.message.workflow is not None), q)
+        workflow_entries = (e for e in entries if e.message.workflow is not None)
+        page, cursor = select(workflow_entries, q, failure_lookup(api))
         return page, cursor
 
     def with_cursor(out: dict[str, Any], cursor: str | None) -> JSONResponse:
@@ -276,11 +325,12 @@ def routes(api: ApiContext) -> list[Route]:  # noqa: PLR0915 - one closure per r
         assert api.log is not None
         assert api.dlq is not None
         restart = request.url.path.endswith("/restart")
+        options = revive_options(HeaderView(request.headers.items()))
         entries, cursor = await dead_letters(request, user)
         now = api.now_ms()
         out = []
         for entry in entries:
-            cmd = _revived(entry, restart=restart, now=now)
+            cmd = _revived(entry, restart=restart, now=now, options=options)
             key = run_key(user.user_id, cmd.run_id)
             tomb = dlq_key(user.user_id, entry.dlq_id)
             try:

@@ -3,12 +3,13 @@
 from collections.abc import Iterable
 from typing import TypedDict
 
-from kafstash.schemas.commands import DeliveryDue, Schedule
+from kafstash.schemas import ids
+from kafstash.schemas.commands import DeliveryDue, PublishRequest, Schedule
 from kafstash.schemas.dlq import DlqEntry, dlq_id, dlq_key
 from kafstash.schemas.events import MessageEvent, State
 from kafstash.schemas.message import Message
 from kafstash.schemas.routing import request_key
-from kafstash.schemas.workflow import FailRun, run_key
+from kafstash.schemas.workflow import FailRun, FailureCallbackDone, FailureFunction, run_key
 from kafstash.sinks.http import slots
 from kafstash.sinks.http.callbacks import callbacks_after
 from kafstash.sinks.http.outcome import DeadLetter, Delivered, Outcome, RetryAt
@@ -97,14 +98,7 @@ def _follow_ups(
             error=error or outcome.reason,
         )
         out.append(("dlq", dlq_key(m.user_id, dlq), entry))
-        tag = m.workflow
-        if tag is not None and tag.call_type in ("step", "fromCallback"):
-            # A message to the workflow URL that failed for good fails its run.
-            failed = FailRun(
-                user_id=m.user_id, run_id=tag.run_id, message_id=m.message_id, dlq_id=dlq, at=now_ms
-            )
-            out.append(("requests", run_key(m.user_id, tag.run_id), failed))
-    for req in callbacks_after(
+    callbacks = callbacks_after(
         due,
         final_failure=final,
         status=status,
@@ -114,9 +108,82 @@ def _follow_ups(
         dlq_id=dlq,
         now_ms=now_ms,
         carrier=carrier,
-    ):
+    )
+    tag = m.workflow
+    if dlq is not None and tag is not None and tag.call_type in ("step", "fromCallback"):
+        # A message to the workflow URL that failed for good fails its run.
+        failed = FailRun(
+            user_id=m.user_id,
+            run_id=tag.run_id,
+            message_id=m.message_id,
+            dlq_id=dlq,
+            at=now_ms,
+            failure_function=_failure_function(
+                m, callbacks, status=status, headers=response_headers, body=response_body
+            ),
+        )
+        out.append(("requests", run_key(m.user_id, tag.run_id), failed))
+    done = failure_callback_done(
+        m, outcome, status=status, headers=response_headers, body=response_body, now_ms=now_ms
+    )
+    if done is not None:
+        out.append(("requests", run_key(m.user_id, done.run_id), done))
+    for req in callbacks:
         out.append(("requests", request_key(req), req))
     return out
+
+
+def _text(body: bytes | None) -> str:
+    return (body or b"")[:RESPONSE_BODY_LIMIT].decode("utf-8", errors="replace")
+
+
+def _failure_function(
+    m: Message,
+    callbacks: list[PublishRequest],
+    *,
+    status: int | None,
+    headers: dict[str, list[str]],
+    body: bytes | None,
+) -> FailureFunction | None:
+    """The failure callback a failed run's last message sent (among ``callbacks``), as the run
+    records it until the callback finishes: in progress, with the answer it reports."""
+    mid = ids.derived_message_id("failure-callback", m.message_id, "final")
+    sent = next((r.message for r in callbacks if r.message.message_id == mid), None)
+    if sent is None:
+        return None
+    return FailureFunction(
+        message_id=mid,
+        url=sent.url,
+        fail_status=status or 0,
+        fail_response=_text(body),
+        fail_headers=headers,
+    )
+
+
+def failure_callback_done(
+    m: Message,
+    outcome: Outcome,
+    *,
+    status: int | None,
+    headers: dict[str, list[str]],
+    body: bytes | None,
+    now_ms: int,
+) -> FailureCallbackDone | None:
+    """The end of a workflow run's failure callback, for the run's row: delivered is
+    CALLBACK_SUCCESS, dead-lettered CALLBACK_FAIL; None for any other message or a retry."""
+    tag = m.workflow
+    if tag is None or tag.call_type != "failureCall" or isinstance(outcome, RetryAt):
+        return None
+    return FailureCallbackDone(
+        user_id=m.user_id,
+        run_id=tag.run_id,
+        message_id=m.message_id,
+        state="CALLBACK_SUCCESS" if isinstance(outcome, Delivered) else "CALLBACK_FAIL",
+        at=now_ms,
+        response_status=status,
+        response_body=_text(body) if body else None,
+        response_headers=headers,
+    )
 
 
 def _state_records(

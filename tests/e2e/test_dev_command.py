@@ -1,10 +1,12 @@
 """The README's first command: `kafstash dev` brings up its own broker, the API and the workers;
 the banner comes once every role is ready, a fresh start logs no ERROR, the JS SDK's QSTASH_DEV
-mode finds it, deliveries are signed, and SIGTERM stops everything. A role that cannot start
-fails the whole start."""
+mode finds it, deliveries are signed, both Upstash Workflow SDKs run a workflow against it with
+the dev credentials, and SIGTERM stops everything. A role that cannot start fails the whole
+start."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -22,6 +24,15 @@ from kafstash.schemas.users import DEV_USERS
 from tests.jssdk import JsSdk
 from tests.sink import Sink
 from tests.stack import free_port
+from tests.workflow_sdk import (
+    DevServer,
+    Records,
+    WorkflowClient,
+    js_server,
+    publish,
+    py_server,
+    wait_run_state,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.js]
 
@@ -124,6 +135,8 @@ def test_kafstash_dev_serves_the_sdks_and_stops_cleanly(
     finally:
         sink.stop()
 
+    _workflows_run_on(DevServer(port), log.parent)
+
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
     # A fresh state directory: the first start must not teach anyone to ignore ERROR lines.
@@ -132,6 +145,27 @@ def test_kafstash_dev_serves_the_sdks_and_stops_cleanly(
     time.sleep(0.5)
     with pytest.raises(ProcessLookupError):
         os.kill(broker_pid, 0)
+
+
+def _workflows_run_on(dev: DevServer, home: Path) -> None:
+    """Issue 11's "done when": both Workflow SDKs, unchanged, against `kafstash dev` with its
+    fixed credentials (the endpoints verify every request with the dev signing keys). A JS run
+    starts with ``Client.trigger``, a Python run with a plain publish; each of the three steps
+    of each runs once and the run ends RUN_SUCCESS."""
+    records = Records(home / "wf-records.jsonl")
+    with js_server(dev, records.path, home) as js, py_server(dev, records.path, home) as py:
+        client = WorkflowClient(dev.base_url, dev.token)
+        js_run = client.trigger(url=js.url("/wf/sequential"), body={"start": 4})
+        publish(dev, py.url("/wf/sequential"), {"start": 4, "tag": "dev-py"})
+        py_run = records.run_of("sequential", "dev-py")
+
+        js_log = client.wait_state(js_run, "RUN_SUCCESS")
+        wait_run_state(dev, py_run, "RUN_SUCCESS")
+        for run in (js_run, py_run):
+            assert records.counts(run) == {"s1": 1, "s2": 1, "s3": 1}, run
+            assert records.one(run, "s3")["input"] == 10
+        response = json.loads(js_log["workflowRunResponse"])
+        assert response == {"final": "10!", "payload": {"start": 4}}
 
 
 def test_a_role_that_cannot_start_fails_kafstash_dev(

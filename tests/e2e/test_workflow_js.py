@@ -74,6 +74,19 @@ def wait_failure(records: Records, run: str) -> dict[str, Any]:
     return records.wait_event("failure", lambda r: r.get("run") == run)
 
 
+def wait_failure_function(client: WorkflowClient, run: str, state: str) -> dict[str, Any]:
+    """The failed run's log once its ``failureFunction`` is in ``state``."""
+
+    def probe() -> dict[str, Any] | None:
+        log = client.run_log(run)
+        assert log is not None, f"no log of {run} yet"
+        seen = log.get("failureFunction", {}).get("state")
+        assert seen == state, f"last seen: {log.get('workflowState')}, failure function {seen}"
+        return log
+
+    return wait_until(probe, f"the failure function of {run} in {state}")
+
+
 # ============================================================================ 1. sequential steps
 
 
@@ -278,6 +291,43 @@ def test_failing_step_fails_the_run_and_calls_the_failure_function(
     dlq = wait_until(lambda: client.dlq_list(workflowRunId=run), f"a DLQ entry of {run}")
     assert [m["workflowRunId"] for m in dlq] == [run]
     assert dlq[0]["dlqId"]
+
+    # The failure function answered 2xx: the run and its dead letter record it.
+    log = wait_failure_function(client, run, "CALLBACK_SUCCESS")
+    failure_function = log["failureFunction"]
+    assert failure_function["url"] == server.url("/wf/fail")
+    assert failure_function["messageId"]
+    assert failure_function["failStatus"] == 500
+    assert f"boom {mark}" in failure_function["failResponse"]
+    [entry] = client.dlq_list(workflowRunId=run, failureFunctionState="CALLBACK_SUCCESS")
+    assert entry["dlqId"] == log["dlqId"]
+    assert entry["failureCallbackInfo"]["state"] == "CALLBACK_SUCCESS"
+    assert entry["failureCallbackInfo"]["responseStatus"] == 200
+    answer = entry["failureCallbackInfo"]["responseBody"]  # the SDK's, with the function's result
+    assert "handled" in answer
+    assert f"boom {mark}" in answer
+    assert client.dlq_list(workflowRunId=run, failureFunctionState="CALLBACK_FAIL") == []
+
+
+def test_a_failure_function_that_throws_is_recorded_as_failed(
+    client: WorkflowClient, server: WorkflowServer, records: Records
+) -> None:
+    mark = tag()
+    # retries=0 holds for the failure callback too: its one attempt fails it.
+    run = client.trigger(url=server.url("/wf/fail-throws"), body={"tag": mark}, retries=0)
+
+    failure = wait_failure(records, run)
+    assert f"boom {mark}" in failure["failResponse"]
+    log = wait_failure_function(client, run, "CALLBACK_FAIL")
+    assert log["workflowState"] == "RUN_FAILED"
+    assert log["failureFunction"]["failStatus"] == 500
+    [entry] = client.dlq_list(workflowRunId=run, failureFunctionState="CALLBACK_FAIL")
+    assert entry["dlqId"] == log["dlqId"]
+    info = entry["failureCallbackInfo"]
+    assert info["state"] == "CALLBACK_FAIL"
+    assert info["responseStatus"] >= 400, info
+    assert client.dlq_list(workflowRunId=run, failureFunctionState="CALLBACK_SUCCESS") == []
+    assert records.counts(run) == {"boom": 1}
 
 
 def test_failure_url_gets_the_signed_failure_callback(
@@ -496,6 +546,41 @@ def test_dlq_resume_continues_from_the_failed_step(
     assert records.counts(run, again) == {"ok": 1, "flaky": 2, "after": 1}
     assert records.step(again, "flaky")[-1]["fails"] is False
     assert response_of(log) == "recovered"
+
+
+def test_dlq_resume_takes_the_retries_and_flow_control_it_is_given(
+    client: WorkflowClient, server: WorkflowServer, records: Records
+) -> None:
+    key = tag()
+    run = client.trigger(
+        url=server.url("/wf/flaky"), body={"key": key}, retries=0, retryDelay="200"
+    )
+    wait_failure(records, run)
+    client.wait_state(run, "RUN_FAILED")
+    [entry] = wait_until(lambda: client.dlq_list(workflowRunId=run), f"a DLQ entry of {run}")
+    control = {"key": f"fc-{tag()}", "parallelism": 1}
+
+    # Still failing: with retries=1 the resumed step runs twice before the run fails again.
+    resumed = client.dlq_resume(entry["dlqId"], retries=1, flowControl=control)
+    again = resumed["workflowRunId"]
+    assert again == run, "a resumed run keeps its id"
+    wait_until(
+        lambda: len(records.step(again, "flaky")) == 3 or None,
+        f"the resumed flaky step of {again} run once more and retried once",
+    )
+
+    def failed_again() -> dict[str, Any] | None:
+        log = client.run_log(again)
+        assert log is not None, f"no log of {again}"
+        assert log["workflowState"] == "RUN_FAILED", log["workflowState"]
+        assert log.get("dlqId") not in (None, entry["dlqId"]), log.get("dlqId")
+        return log
+
+    wait_until(failed_again, f"{again} failed a second time")
+    time.sleep(1)  # a third attempt would come 200 ms after the second
+    assert records.counts(run) == {"ok": 1, "flaky": 3}
+    # The run took the flow control key: logs find it by that key.
+    assert [r["workflowRunId"] for r in client.logs(flowControlKey=control["key"])] == [again]
 
 
 def test_dlq_restart_runs_from_the_beginning(

@@ -103,7 +103,6 @@ def test_an_unknown_run_filter_is_named(spec: ff.FieldSpec, query: str, field: s
         ("source=message", "source"),  # the workflow DLQ is workflow dead letters only
         ("url=u", "url"),
         ("host=h", "host"),  # the SDK: "the DLQ endpoint rejects these"
-        ("failureFunctionState=CALLBACK_FAIL", "failureFunctionState"),  # not kept: not ignored
         ("order=latestFirst", "order"),
     ],
 )

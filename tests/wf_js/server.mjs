@@ -181,6 +181,24 @@ const ROUTES = {
       { failureFunction: failureRecorder("fail") },
     ),
 
+  // As "fail", but its failure function throws after recording: the failure callback fails.
+  "fail-throws": () =>
+    serve(
+      async (context) => {
+        const rec = recorder("fail-throws");
+        await context.run("boom", () => {
+          rec(context, "boom");
+          throw new Error(`boom ${context.requestPayload.tag}`);
+        });
+      },
+      {
+        failureFunction: async (args) => {
+          await failureRecorder("fail-throws")(args);
+          throw new Error("the failure function failed too");
+        },
+      },
+    ),
+
   nonretryable: () =>
     serve(
       async (context) => {
