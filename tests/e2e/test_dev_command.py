@@ -118,7 +118,13 @@ def test_kafstash_dev_serves_the_sdks_and_stops_cleanly(
         assert 0 <= text.find(line) < banner_at, f"{line!r} not before the banner:\n{text}"
     for role in ("api", "streams", "sender", "archiver"):
         [url] = re.findall(rf"{role} metrics: (http://127\.0\.0\.1:\d+/metrics)", text)
-        assert "process_cpu_seconds_total" in _scrape(url)
+        try:
+            scraped = _scrape(url)
+        except httpx.HTTPError as exc:
+            # Seen once in CI (connection refused for 60 s): say which role and what dev logged.
+            tail = log.read_text()[-6000:]
+            raise AssertionError(f"{role} metrics at {url}: {exc!r}\n{tail}") from exc
+        assert "process_cpu_seconds_total" in scraped
 
     sink = Sink(user.current_signing_key, user.next_signing_key)
     sink.start()
