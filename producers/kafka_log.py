@@ -21,6 +21,7 @@ from kafstash.schemas import codec
 from kafstash.schemas.commands import Decision
 from kafstash.schemas.defaults import MAX_TOPIC_MESSAGE_BYTES
 from kafstash.schemas.message import Message
+from kafstash.schemas.partitioner import CachedPartitioner
 from kafstash.views.follower import TopicFollower
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class KafkaLog:
             max_request_size=MAX_TOPIC_MESSAGE_BYTES,
             request_timeout_ms=int(timeout_s * 1000),
             compression_type=None,
+            partitioner=CachedPartitioner(),
         )
 
     async def __aenter__(self) -> Self:

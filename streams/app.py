@@ -1,8 +1,11 @@
 """faust wiring of the stream processors. Decisions live in dedup.py and delay.py; this only
 decodes records, reads and writes table rows, and sends what a Step says.
 
-Processing is at-least-once: faust flushes the producer (outputs and changelogs) before it
-commits a source offset, and every decision is idempotent on the message id when replayed.
+Processing is at-least-once: outputs go to the producer without waiting for their
+acknowledgements, and faust flushes the producer (outputs and changelogs) before it commits a
+source offset, so one flush covers everything processed since the last commit. Every decision
+is idempotent on the message id when replayed. docs/architecture.md ("The stream workers' hot
+path") has the profiles behind the producer settings.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import msgspec
 
 from kafstash.schemas import codec
 from kafstash.schemas.commands import Cancel, ExpireDedup, Fire, PublishRequest, Schedule
+from kafstash.schemas.partitioner import CachedPartitioner
 from kafstash.schemas.routing import request_key
 from kafstash.schemas.schedules import ScheduleSpec, ScheduleState, Tick
 from kafstash.schemas.topics import Topics
@@ -84,7 +88,12 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        producer_linger_ms=1,
+        # Measured (benchmarks/run.py --quick, stream workers alone): at 1 ms every produce
+        # request carried one or two requests' records, and the broker's per-request work and
+        # the socket writes were half the CPU; 5 ms and 256 KiB batches make requests large.
+        producer_linger_ms=5,
+        producer_max_batch_size=262_144,
+        producer_partitioner=CachedPartitioner(),
         broker_commit_interval=0.5,
         # faust's default session (60 s) keeps a worker restarted after kill -9 waiting for its
         # dead predecessor's session to expire: delayed messages were ~60 s late. Same as senders.
@@ -132,11 +141,18 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     def now_ms() -> int:
         return int(clock() * 1000)
 
+    names = {name: tp.get_topic_name() for name, tp in outputs.items()}
+
     async def send(emits: tuple[Emit, ...]) -> list[Any]:
-        acks = []
+        # Straight to faust's producer: the same aiokafka producer that faust flushes before it
+        # commits a source offset, without faust's per-record channel and sensor layer (the
+        # profile's top cost after the produce requests themselves). Nothing here waits for an
+        # acknowledgement; faust's commit does, for everything handed over before it.
+        acks: list[Any] = []
         for emit in emits:
             value = None if emit.value is None else codec.encode(emit.value)
-            acks.append(await outputs[emit.topic].send(key=emit.key.encode(), value=value))
+            key = emit.key.encode()
+            acks.append(await app.producer.send(names[emit.topic], key, value, None, None, None))
         return acks
 
     async def apply(step: Step, table: Any, key: bytes, timer: TimerIndex = index) -> None:
@@ -214,76 +230,79 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     @app.agent(requests)
     async def accept(stream: Any) -> None:
         async for event in stream.events():
-            try:
-                cmd = codec.decode_request(event.value)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                # A malformed record from a Kafka-native producer must not stall its partition.
-                log.warning("dropping unreadable publish request: %s", exc)
-                continue
-            match cmd:
-                case PublishRequest():
-                    if cmd.message.workflow is not None:
-                        rkey = request_key(cmd).encode()
-                        decision = workflow.on_message(cmd, run_row(rkey), now_ms=now_ms())
-                        await apply_run(decision, rkey)
-                        if decision.forward is None:
-                            continue
-                        cmd = decision.forward
-                    key = (cmd.dedup_key or cmd.message.message_id).encode()
-                    # Without a dedup key there is no row to read.
-                    existing = dedup_row(key) if cmd.dedup_key else None
-                    step = dedup.accept(
-                        cmd, existing, now_ms=now_ms(), window_ms=cfg.dedup_window_ms
-                    )
-                case ExpireDedup():
-                    key = cmd.key.encode()
-                    step = dedup.expire(cmd, dedup_row(key), now_ms=now_ms())
-                case EndRun() | FailRun() | FailureCallbackDone():
-                    rkey = run_key(cmd.user_id, cmd.run_id).encode()
-                    decision = workflow.on_run_end(cmd, run_row(rkey), now_ms=now_ms())
-                    await apply_run(decision, rkey)
-                    continue
-                case ReviveRun():
-                    rkey = run_key(cmd.user_id, cmd.run_id).encode()
-                    decision = workflow.on_revive(cmd, run_row(rkey), now_ms=now_ms())
+            await accept_one(event.value)
+
+    async def accept_one(raw: bytes) -> None:
+        try:
+            cmd = codec.decode_request(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            # A malformed record from a Kafka-native producer must not stall its partition.
+            log.warning("dropping unreadable publish request: %s", exc)
+            return
+        match cmd:
+            case PublishRequest():
+                if cmd.message.workflow is not None:
+                    rkey = request_key(cmd).encode()
+                    decision = workflow.on_message(cmd, run_row(rkey), now_ms=now_ms())
                     await apply_run(decision, rkey)
                     if decision.forward is None:
-                        continue
+                        return
                     cmd = decision.forward
-                    key = cmd.message.message_id.encode()
-                    step = dedup.accept(cmd, None, now_ms=now_ms(), window_ms=cfg.dedup_window_ms)
-                case WaitFor(run_seen=False):
-                    rkey = run_key(cmd.user_id, cmd.waiter.run_id).encode()
-                    await apply_run(workflow.on_wait(cmd, run_row(rkey), now_ms=now_ms()), rkey)
-                    continue
-                case WaitFor() | NotifyEvent() | WaitTimeout() | DropWaiters():
-                    await on_waiters(cmd)
-                    continue
-            await apply(step, dedup_table, key)
+                key = (cmd.dedup_key or cmd.message.message_id).encode()
+                # Without a dedup key there is no row to read.
+                existing = dedup_row(key) if cmd.dedup_key else None
+                step = dedup.accept(cmd, existing, now_ms=now_ms(), window_ms=cfg.dedup_window_ms)
+            case ExpireDedup():
+                key = cmd.key.encode()
+                step = dedup.expire(cmd, dedup_row(key), now_ms=now_ms())
+            case EndRun() | FailRun() | FailureCallbackDone():
+                rkey = run_key(cmd.user_id, cmd.run_id).encode()
+                await apply_run(workflow.on_run_end(cmd, run_row(rkey), now_ms=now_ms()), rkey)
+                return
+            case ReviveRun():
+                rkey = run_key(cmd.user_id, cmd.run_id).encode()
+                decision = workflow.on_revive(cmd, run_row(rkey), now_ms=now_ms())
+                await apply_run(decision, rkey)
+                if decision.forward is None:
+                    return
+                cmd = decision.forward
+                key = cmd.message.message_id.encode()
+                step = dedup.accept(cmd, None, now_ms=now_ms(), window_ms=cfg.dedup_window_ms)
+            case WaitFor(run_seen=False):
+                rkey = run_key(cmd.user_id, cmd.waiter.run_id).encode()
+                await apply_run(workflow.on_wait(cmd, run_row(rkey), now_ms=now_ms()), rkey)
+                return
+            case WaitFor() | NotifyEvent() | WaitTimeout() | DropWaiters():
+                await on_waiters(cmd)
+                return
+        await apply(step, dedup_table, key)
 
     @app.agent(timers)
     async def hold(stream: Any) -> None:
         async for event in stream.events():
-            try:
-                cmd = codec.decode_timer(event.value)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                log.warning("dropping unreadable timer command: %s", exc)
-                continue
-            if isinstance(cmd, Tick):
-                await on_tick(cmd)
-                continue
-            mid = cmd.message.message_id if isinstance(cmd, Schedule) else cmd.message_id
-            key = mid.encode()
-            raw = delay_table.get(key)
-            row = _delay_row.decode(raw) if raw else None
-            match cmd:
-                case Schedule():
-                    step = delay.on_schedule(cmd, row, now_ms=now_ms())
-                case Fire():
-                    step = delay.on_fire(cmd, row, now_ms=now_ms())
-                case Cancel():
-                    step = delay.on_cancel(cmd, row, now_ms=now_ms())
-            await apply(step, delay_table, key)
+            await hold_one(event.value)
+
+    async def hold_one(raw: bytes) -> None:
+        try:
+            cmd = codec.decode_timer(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("dropping unreadable timer command: %s", exc)
+            return
+        if isinstance(cmd, Tick):
+            await on_tick(cmd)
+            return
+        mid = cmd.message.message_id if isinstance(cmd, Schedule) else cmd.message_id
+        key = mid.encode()
+        raw_row = delay_table.get(key)
+        row = _delay_row.decode(raw_row) if raw_row else None
+        match cmd:
+            case Schedule():
+                step = delay.on_schedule(cmd, row, now_ms=now_ms())
+            case Fire():
+                step = delay.on_fire(cmd, row, now_ms=now_ms())
+            case Cancel():
+                step = delay.on_cancel(cmd, row, now_ms=now_ms())
+        await apply(step, delay_table, key)
 
     @delay_table.on_recover
     async def rebuild_index() -> None:

@@ -35,6 +35,7 @@ from kafstash.schemas.defaults import (
     DEFAULT_TIMEOUT_MS,
     MAX_TOPIC_MESSAGE_BYTES,
 )
+from kafstash.schemas.partitioner import CachedPartitioner
 from kafstash.schemas.retry_delay import parse_retry_delay
 from kafstash.schemas.topics import Topics
 from kafstash.schemas.users import User
@@ -142,6 +143,7 @@ class Sender:
             enable_idempotence=True,
             linger_ms=2,
             max_request_size=MAX_TOPIC_MESSAGE_BYTES,
+            partitioner=CachedPartitioner(),
         )
         self._http: aiohttp.ClientSession | None = None
         self._stalled = False  # set by _watch_stalls, cleared once records were held back
