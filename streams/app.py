@@ -44,7 +44,16 @@ from kafstash.schemas.workflow import (
     RunState,
     run_key,
 )
-from kafstash.streams import dedup, delay, gate_runtime, metrics, schedule, waiters, workflow
+from kafstash.streams import (
+    dedup,
+    delay,
+    gate_runtime,
+    metrics,
+    refetch,
+    schedule,
+    waiters,
+    workflow,
+)
 from kafstash.streams.effects import Emit, Step
 from kafstash.streams.groups_view import GroupsView
 from kafstash.streams.timer_index import TimerIndex, run_due
@@ -78,7 +87,7 @@ class StreamsConfig:
 def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per agent
     cfg: StreamsConfig, clock: Callable[[], float] = time.time
 ) -> faust.App:
-    app = faust.App(
+    app = refetch.App(
         cfg.app_id,
         broker=f"kafka://{cfg.bootstrap}",
         store=cfg.store,

@@ -7,16 +7,13 @@ group hands its partitions, and their tables from the changelogs, back to the fi
 acknowledged message arrives, none before its not-before; a message arrives twice only where
 the killed worker had emitted it without committing.
 
-KNOWN BUG (found by this test, not fixed yet): in 4 of 5 runs the survivor never processes a
-contiguous run of 10-60 requests of a partition it takes over: records appended to
-``<p>.requests`` after the kill, at offsets past the killed worker's last commit, are never
-turned into deliveries (traced: present in the requests topic, absent from every output). A
-single stream worker killed and restarted (F3) loses nothing; the loss needs a worker that stays
-up while partitions move to it. It points at faust-streaming's consumer across a rebalance
-(faust-streaming/faust#216 describes skipped offsets in the same situation); issue 10's plan to
-run the stream stage as a plain aiokafka consumer-producer removes that layer. Until then the
-README tells operators to run one stream worker per group, and this test is an expected failure
-that still runs, so a fix shows up as XPASS.
+This test found a faust-streaming bug: faust drops, unprocessed, any fetched record below the
+offset it last handed on, and after a rebalance that offset can be one from a batch fetched
+before the rebalance, while recovery seeks back to the committed offset. The survivor then
+never processed a contiguous run of 10-60 acknowledged requests of a partition it took over
+(in 4 of 5 runs when found; traced with a log in faust's "DROPPED MESSAGE ROFF" branch).
+``streams/refetch.py`` makes faust read such records again; unit tests in
+tests/unit/test_refetch.py.
 """
 
 from __future__ import annotations
@@ -36,16 +33,9 @@ from tests.faults.ledger import Ledger, check, client, drain, publish, steady
 from tests.sink import Sink
 from tests.stack import Stack
 
-pytestmark = [
-    pytest.mark.broker,
-    pytest.mark.xfail(
-        reason="known: a surviving stream worker skips requests of partitions it takes over "
-        "after a kill -9 of the other (module docstring)",
-        strict=False,
-    ),
-]
+pytestmark = pytest.mark.broker
 
-RATE = 60.0  # publishes/s
+RATE = 150.0  # publishes/s
 PUBLISH_S = 9.0
 KILL_AT_S = 4.0
 # What the killed worker may have emitted without committing: faust commits every 2.8 s, and the
