@@ -42,6 +42,7 @@ class Stack:
         self.home = home
         self.prefix = f"t{uuid.uuid4().hex[:10]}"
         self.api_port = free_port()
+        self.second_api_port = free_port()
         self.metrics_ports = {role: free_port() for role in ALL_ROLES}
         self.user = DEV_USERS[0]
         self.env = {
@@ -90,6 +91,35 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def start_second(self, role: str) -> str:
+        """A second process of ``role`` in the same groups: its own folder (a stream worker
+        locks its stores), its own API port, no metrics listener. Returns its name in ``procs``
+        and ``logs`` (``<role>2``); ``second_api_url`` is the second API's address."""
+        name = f"{role}2"
+        log_path = self.home / f"{name}.log"
+        self.logs[name] = log_path
+        home = self.home / name
+        home.mkdir(parents=True, exist_ok=True)
+        env = {
+            **self.env,
+            "KAFSTASH_HOME": str(home),
+            f"KAFSTASH_METRICS_PORT_{role.upper()}": "0",
+            "KAFSTASH_API_PORT": str(self.second_api_port),
+        }
+        with log_path.open("ab") as out:
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "kafstash", role],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return name
+
+    @property
+    def second_api_url(self) -> str:
+        return f"http://127.0.0.1:{self.second_api_port}"
 
     def wait_api(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -24,6 +24,7 @@ from benchmarks.run import (
     end_to_end,
     pipeline,
     publish,
+    scale_out,
 )
 from benchmarks.run.context import FULL, QUICK, Bench, Profile
 from benchmarks.run.figures import Figures, merge
@@ -39,6 +40,7 @@ class Results:
     e2e: end_to_end.EndToEnd
     dups: dict[str, duplicates.PhaseCount]
     clients: clients.Runs
+    scale: scale_out.ScaleOut
 
 
 async def measure(bench: Bench) -> Results:
@@ -51,11 +53,13 @@ async def measure(bench: Bench) -> Results:
         bench.log("duplicates: the sink's receipts and the deliveries topic, by nonce")
         appended = {"bl": drained.backlog, "pipe": pipe.published, "e2e": e2e.publish.ok}
         dups = await duplicates.count(bench, appended)
+        # Then the main stack stops: the scale-out phase runs a stack of its own.
+        assert bench.stack
+        await asyncio.to_thread(bench.stack.stop)
+        scale = await scale_out.run(bench)
     # kafstash stopped, so only the HTTP client and the sink compete.
-    assert bench.stack
-    await asyncio.to_thread(bench.stack.stop)
     runs = await clients.run(bench)
-    return Results(base, pub, drained, pipe, e2e, dups, runs)
+    return Results(base, pub, drained, pipe, e2e, dups, runs, scale)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ def table(r: Results, bench: Bench) -> list[Row]:
         *publish.rows(r.pub, r.base, len(bench.body)),
         *drains.rows(r.drains, r.pub, r.base, clients.at_sender_concurrency(r.clients)),
         *pipeline.rows(r.pipe, r.pub, r.base),
+        *scale_out.rows(r.scale),
         *end_to_end.rows(r.e2e, r.pub, bench.prof),
         *clients.rows(r.clients, r.base, bench.prof),
         *duplicates.rows(r.dups),
@@ -98,6 +103,7 @@ def details(r: Results, bench: Bench) -> list[str]:
     out += end_to_end.notes(r.e2e)
     out.append(r.drains.note())
     out.append(f"pipeline: {r.pipe.note}")
+    out += [f"scale-out: {run.note}" for run in r.scale.runs]
     out.append(duplicates.note(r.dups))
     out.append(clients.note(r.clients, bench.prof))
     return out
@@ -122,6 +128,7 @@ def figures(r: Results | PublishOnly, bench: Bench) -> Figures:
         end_to_end.figures(r.e2e, bench.prof),
         duplicates.figures(r.dups),
         clients.figures(r.clients, r.base),
+        scale_out.figures(r.scale),
     )
 
 
@@ -139,6 +146,10 @@ def cpu_per_message(r: Results | PublishOnly) -> list[str]:
         f"stream workers alone (per DeliveryDue, after start-up): {us(r.drains.streams_cpu)}",
         f"sender alone (per delivery, after start-up): {us(r.drains.sender_cpu)}",
         f"pipeline, every role running (per arrival): {us(r.pipe.cpu)}",
+        *(
+            f"scale-out, {run.processes} process(es) of each role (per arrival): {us(run.cpu)}"
+            for run in r.scale.runs
+        ),
     ]
 
 
@@ -214,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "--budget",
         type=float,
         metavar="S",
-        help="time budget of the whole run in seconds (285 full, 85 quick); a loaded machine "
+        help="time budget of the whole run in seconds (360 full, 130 quick); a loaded machine "
         "needs more, or the drains are cut",
     )
     parser.add_argument(

@@ -68,8 +68,8 @@ class Profile:
     budget_s: float  # whole run, broker start included; drains are cut short to fit
 
 
-FULL = Profile("full", 8, 10, (500, 1000), 10, 10_000, 6_000, 200, 10, 10_000, (256, 64), 8, 285)
-QUICK = Profile("quick", 3, 3, (500,), 3, 2_500, 1_500, 200, 3, 2_000, (256,), 4, 85)
+FULL = Profile("full", 8, 10, (500, 1000), 10, 10_000, 6_000, 200, 10, 10_000, (256, 64), 8, 360)
+QUICK = Profile("quick", 3, 3, (500,), 3, 2_500, 1_500, 200, 3, 2_000, (256,), 4, 130)
 
 
 class Bench:
@@ -89,6 +89,7 @@ class Bench:
         self.external = False
         self.pub_stack: Stack | None = None  # API only: publish throughput and latency
         self.stack: Stack | None = None  # every role: backlog drains, pipeline, end-to-end
+        self.scale_stack: Stack | None = None  # one, then two processes of each role
         self.hello: ServerProcess | None = None
         self.sink: ServerProcess | None = None
         self.body = b"x" * args.body_bytes
@@ -122,7 +123,7 @@ class Bench:
 
     def pids(self) -> dict[str, int | None]:
         out: dict[str, int | None] = {}
-        for tag, stack in (("pub-", self.pub_stack), ("", self.stack)):
+        for tag, stack in (("pub-", self.pub_stack), ("", self.stack), ("so-", self.scale_stack)):
             if stack is not None:
                 for role, p in stack.procs.items():
                     out[tag + role] = p.pid if p.poll() is None else None
@@ -218,7 +219,8 @@ class Bench:
 
     def reserve_after_pipeline(self) -> float:
         p = self.prof
-        return p.e2e_s + 5 + len(p.client_conc) * (p.client_cap_s + 3) + 10
+        scale_out = 2 * p.pipeline_n / 400 + 40  # two pipelines, roles starting and joining
+        return p.e2e_s + 5 + len(p.client_conc) * (p.client_cap_s + 3) + 10 + scale_out
 
     # -- setup (synchronous, before the event loop)
 

@@ -60,7 +60,7 @@ async def _measure(bench: Bench) -> Pipeline:
     # wrk is interrupted with up to its connection count of publishes in flight, which the API
     # still appends (and the sender delivers) after wrk's exit: count them too, or they read as
     # extra arrivals (the "63 duplicates" of issue 10 were these).
-    published = await _settled(bench, requests) - before
+    published = await settled(bench, requests) - before
 
     async def got() -> int:
         return sink_total(await sink_stats(bench.session, sink), ("pipe",))
@@ -78,7 +78,7 @@ async def _measure(bench: Bench) -> Pipeline:
     return Pipeline(published, w.ok_rate if not w.error else None, rate, note, count)
 
 
-async def _settled(bench: Bench, topic: str, quiet_s: float = 1.0, cap_s: float = 15.0) -> int:
+async def settled(bench: Bench, topic: str, quiet_s: float = 1.0, cap_s: float = 15.0) -> int:
     """The topic's record count once it stopped growing for ``quiet_s`` (at most ``cap_s``)."""
     deadline = time.monotonic() + cap_s
     last = await bench.offsets.total(topic)

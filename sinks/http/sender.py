@@ -142,6 +142,10 @@ class Sender:
             client_id=f"{cfg.group_id}-producer",
             enable_idempotence=True,
             linger_ms=2,
+            # aiokafka's 16 KiB default filled with a few attempts' records, and the next
+            # append waited for that batch to be sent (MessageBatch.wait_drain: 4% of the
+            # sender's samples in benchmarks/run.py --py-spy).
+            max_batch_size=256 * 1024,
             max_request_size=MAX_TOPIC_MESSAGE_BYTES,
             partitioner=CachedPartitioner(),
         )

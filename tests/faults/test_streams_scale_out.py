@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -49,32 +47,12 @@ def _recoveries(stack: Stack, role: str) -> int:
     return len(RECOVERED.findall(stack.logs[role].read_text(errors="replace")))
 
 
-def _start_second_worker(stack: Stack) -> None:
-    role = "streams2"
-    log_path = stack.home / f"{role}.log"
-    stack.logs[role] = log_path
-    env = {
-        **stack.env,
-        # Its own RocksDB folder (a worker locks its stores) and no second metrics listener.
-        "KAFSTASH_HOME": str(stack.home / role),
-        "KAFSTASH_METRICS_PORT_STREAMS": "0",
-    }
-    with log_path.open("ab") as out:
-        stack.procs[role] = subprocess.Popen(
-            [sys.executable, "-m", "kafstash", "streams"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
 def test_kill_one_of_two_stream_workers_under_load(
     stack: Stack, sink: Sink, route: Callable[[str], str]
 ) -> None:
     stack.wait_log("streams", "streams ready (app")
     before = _recoveries(stack, "streams")
-    _start_second_worker(stack)
+    stack.start_second("streams")
     stack.wait_log("streams2", "streams ready (app")
     # Both hold partitions: the first worker recovered again after the join's rebalance.
     stack.wait_log("streams2", "delay table recovered")
