@@ -54,9 +54,10 @@ from kafstash.streams import (
     waiters,
     workflow,
 )
+from kafstash.streams.disk_timer_index import DiskTimerIndex
 from kafstash.streams.effects import Emit, Step
 from kafstash.streams.groups_view import GroupsView
-from kafstash.streams.timer_index import TimerIndex, run_due
+from kafstash.streams.timer_index import DueIndex, TimerIndex, run_due
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,8 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     waiter_table = app.Table("waiters", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
     wait_index = TimerIndex()
     delay_table = app.Table("delay", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
-    index = TimerIndex()
+    # Delayed messages and retries can be millions: their due times are indexed on disk.
+    index = DiskTimerIndex(cfg.data_dir / "delay-index")
     metrics.watch(index, clock)
     # Schedules: one row per schedule key, written by the spec agent and the Tick case of
     # ``hold``; both run on the partition the key hashes to (same key, same partition count).
@@ -164,7 +166,7 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
             acks.append(await app.producer.send(names[emit.topic], key, value, None, None, None))
         return acks
 
-    async def apply(step: Step, table: Any, key: bytes, timer: TimerIndex = index) -> None:
+    async def apply(step: Step, table: Any, key: bytes, timer: DueIndex = index) -> None:
         acks = await send(step.emits)
         if step.put_after_acks:
             await asyncio.gather(*acks)
@@ -315,12 +317,12 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
 
     @delay_table.on_recover
     async def rebuild_index() -> None:
-        pairs: list[tuple[int, str]] = []
-        for key, raw in delay_table.items():
-            row = _delay_row.decode(raw)
-            pairs.append((delay.wake_time(row), key.decode()))
-        index.replace_all(pairs)
-        log.info("streams ready: delay table recovered, %d messages pending", len(pairs))
+        # Streamed from the table into the index: no list of every waiting message, and only
+        # each row's due time decoded, not its message.
+        index.replace_all(
+            (delay.wake_time_of(raw), key.decode()) for key, raw in delay_table.items()
+        )
+        log.info("streams ready: delay table recovered, %d messages pending", len(index))
 
     def cron_row(key: bytes) -> ScheduleState | None:
         raw = cron_table.get(key)

@@ -4,6 +4,7 @@ One row per message id (first delivery and every retry pass through here). A can
 leaves a ``Canceled`` row so that a retry still in flight at the sender is dropped when it returns.
 """
 
+import msgspec
 from msgspec import Struct
 
 from kafstash.schemas.commands import Cancel, DeliveryDue, Fire, Schedule
@@ -77,3 +78,20 @@ def on_cancel(cmd: Cancel, row: Row | None, *, now_ms: int) -> Step:
 def wake_time(row: Row) -> int:
     """When the timer must look at ``row`` again (rebuilding the index after recovery)."""
     return row.due if isinstance(row, Pending) else row.expires_at
+
+
+class _PendingWake(Struct, frozen=True, kw_only=True, rename="camel", tag="pending"):
+    due: int
+
+
+class _CanceledWake(Struct, frozen=True, kw_only=True, rename="camel", tag="canceled"):
+    expires_at: int
+
+
+_wake = msgspec.json.Decoder(_PendingWake | _CanceledWake)
+
+
+def wake_time_of(raw: bytes) -> int:
+    """``wake_time`` of an encoded row, decoding only its due time (a row holds its message)."""
+    row = _wake.decode(raw)
+    return row.due if isinstance(row, _PendingWake) else row.expires_at

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from kafstash.streams.timer_index import TimerIndex
+from kafstash.streams.timer_index import DueIndex
 
 REGISTRY = CollectorRegistry()
 
@@ -42,7 +42,7 @@ def fired(due_ms: int, now_ms: int) -> None:
     TIMER_LATENESS.observe(max(0, now_ms - due_ms) / 1000)
 
 
-def watch(index: TimerIndex, clock: Callable[[], float] = time.time) -> None:
+def watch(index: DueIndex, clock: Callable[[], float] = time.time) -> None:
     """Read the delay table's timer index at each scrape (the scrape runs in another thread:
     ``len`` and ``next_due`` only read)."""
 

@@ -7,7 +7,20 @@ stale pair is ignored by the partition owner.
 
 import asyncio
 import heapq
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
+
+
+class DueIndex(Protocol):
+    """What the firing loops need of an index of due times (this heap, or the delay table's
+    on-disk index in disk_timer_index.py)."""
+
+    def __len__(self) -> int: ...
+    def add(self, due_ms: int, message_id: str) -> None: ...
+    def replace_all(self, pairs: Iterable[tuple[int, str]]) -> None: ...
+    def pop_due(self, now_ms: int, limit: int = 10_000) -> list[tuple[int, str]]: ...
+    def next_due(self) -> int | None: ...
+    async def wait(self, timeout_s: float) -> None: ...
 
 
 class TimerIndex:
@@ -24,9 +37,10 @@ class TimerIndex:
         if earliest is None or due_ms < earliest:
             self._changed.set()
 
-    def replace_all(self, pairs: list[tuple[int, str]]) -> None:
-        heapq.heapify(pairs)
-        self._heap = pairs
+    def replace_all(self, pairs: Iterable[tuple[int, str]]) -> None:
+        heap = list(pairs)
+        heapq.heapify(heap)
+        self._heap = heap
         self._changed.set()
 
     def pop_due(self, now_ms: int, limit: int = 10_000) -> list[tuple[int, str]]:
@@ -50,7 +64,7 @@ class TimerIndex:
 
 
 async def run_due(
-    index: TimerIndex,
+    index: DueIndex,
     now_ms: Callable[[], int],
     send: Callable[[int, str], Awaitable[object]],
 ) -> None:

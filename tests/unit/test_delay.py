@@ -1,5 +1,6 @@
 """The delay table's decisions: hold until due, fire, or drop when cancelled."""
 
+import msgspec
 import pytest
 
 from kafstash.schemas.commands import Cancel, DeliveryDue, Fire, Schedule
@@ -14,6 +15,7 @@ from kafstash.streams.delay import (
     on_fire,
     on_schedule,
     wake_time,
+    wake_time_of,
 )
 from kafstash.streams.effects import Emit, Step
 
@@ -212,3 +214,14 @@ def test_stale_fire_never_deletes_the_marker() -> None:
 def test_wake_time_of_each_row_kind() -> None:
     assert wake_time(Pending(message=MSG, due=NOW + 7, retried=0)) == NOW + 7
     assert wake_time(Canceled(canceled_at=NOW, expires_at=NOW + 9)) == NOW + 9
+
+
+def test_wake_time_of_an_encoded_row_reads_only_its_due_time() -> None:
+    # The recovery path decodes rows this way; it must agree with wake_time on every kind.
+    encoder = msgspec.json.Encoder()
+    rows: list[Row] = [
+        Pending(message=MSG, due=NOW + 7, retried=2),
+        Canceled(canceled_at=NOW, expires_at=NOW + 9),
+    ]
+    for row in rows:
+        assert wake_time_of(encoder.encode(row)) == wake_time(row)

@@ -1,23 +1,38 @@
-"""TimerIndex: due-time order, bounded pops, and waking the firing loop for earlier dues."""
+"""TimerIndex and DiskTimerIndex: due-time order, bounded pops, waking the firing loop early."""
 
 import asyncio
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
-from kafstash.streams.timer_index import TimerIndex, run_due
+import pytest
+
+from kafstash.streams.disk_timer_index import DiskTimerIndex
+from kafstash.streams.timer_index import DueIndex, TimerIndex, run_due
 
 NOW = 1_700_000_000_000
 
 
-def test_empty_index() -> None:
-    index = TimerIndex()
+@pytest.fixture(params=["heap", "disk"])
+def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DueIndex]:
+    """Both implementations keep one contract: the heap (schedules, gates, waits) and the
+    on-disk index (the delay table's, which may hold millions)."""
+    if request.param == "heap":
+        yield TimerIndex()
+        return
+    disk = DiskTimerIndex(tmp_path / "timers")
+    yield disk
+    disk.close()
+
+
+def test_empty_index(index: DueIndex) -> None:
 
     assert len(index) == 0
     assert index.next_due() is None
     assert index.pop_due(NOW) == []
 
 
-def test_pops_due_pairs_in_due_order_and_keeps_the_rest() -> None:
-    index = TimerIndex()
+def test_pops_due_pairs_in_due_order_and_keeps_the_rest(index: DueIndex) -> None:
     for due, mid in [(NOW + 30, "c"), (NOW - 10, "a"), (NOW + 5, "x"), (NOW, "b")]:
         index.add(due, mid)
 
@@ -30,25 +45,22 @@ def test_pops_due_pairs_in_due_order_and_keeps_the_rest() -> None:
     assert index.next_due() is None
 
 
-def test_same_due_ordered_by_message_id() -> None:
-    index = TimerIndex()
+def test_same_due_ordered_by_message_id(index: DueIndex) -> None:
     index.add(NOW, "msg_b")
     index.add(NOW, "msg_a")
 
     assert index.pop_due(NOW) == [(NOW, "msg_a"), (NOW, "msg_b")]
 
 
-def test_stale_duplicates_are_kept() -> None:
+def test_stale_duplicates_are_kept(index: DueIndex) -> None:
     # A rescheduled message leaves its old pair; the partition owner ignores its Fire.
-    index = TimerIndex()
     index.add(NOW, "m")
     index.add(NOW + 10, "m")
 
     assert index.pop_due(NOW + 10) == [(NOW, "m"), (NOW + 10, "m")]
 
 
-def test_pop_due_respects_the_limit() -> None:
-    index = TimerIndex()
+def test_pop_due_respects_the_limit(index: DueIndex) -> None:
     for i in range(5):
         index.add(NOW + i, f"m{i}")
 
@@ -60,8 +72,7 @@ def test_pop_due_respects_the_limit() -> None:
     assert len(index) == 0
 
 
-def test_replace_all_discards_the_old_pairs() -> None:
-    index = TimerIndex()
+def test_replace_all_discards_the_old_pairs(index: DueIndex) -> None:
     index.add(NOW - 1, "old")
 
     index.replace_all([(NOW + 20, "b"), (NOW + 10, "a"), (NOW + 30, "c")])
@@ -72,8 +83,7 @@ def test_replace_all_discards_the_old_pairs() -> None:
     assert index.pop_due(NOW + 25) == [(NOW + 10, "a"), (NOW + 20, "b")]
 
 
-def test_replace_all_with_nothing_empties_the_index() -> None:
-    index = TimerIndex()
+def test_replace_all_with_nothing_empties_the_index(index: DueIndex) -> None:
     index.add(NOW, "a")
 
     index.replace_all([])
@@ -82,12 +92,46 @@ def test_replace_all_with_nothing_empties_the_index() -> None:
     assert index.next_due() is None
 
 
+def test_a_due_below_the_last_popped_one_is_still_found(index: DueIndex) -> None:
+    # A retry or a Cancel marker can be due before what the loop popped last.
+    index.add(NOW + 10, "b")
+    assert index.pop_due(NOW + 10) == [(NOW + 10, "b")]
+    index.add(NOW, "late")
+
+    assert index.next_due() == NOW
+    assert index.pop_due(NOW + 20) == [(NOW, "late")]
+    assert len(index) == 0
+
+
+def test_the_disk_index_starts_empty_over_an_old_one(tmp_path: Path) -> None:
+    # A cache of the delay table: what a killed worker left is wiped, recovery rebuilds it.
+    first = DiskTimerIndex(tmp_path / "t")
+    first.add(NOW, "left over")
+    first.close()
+    again = DiskTimerIndex(tmp_path / "t")
+
+    assert len(again) == 0
+    assert again.next_due() is None
+    again.close()
+
+
+def test_the_disk_index_rebuilds_from_a_generator_in_batches(tmp_path: Path) -> None:
+    index = DiskTimerIndex(tmp_path / "t")
+    index.replace_all((NOW + i, f"m{i:06d}") for i in range(25_000))
+
+    assert len(index) == 25_000
+    assert index.pop_due(NOW + 2) == [(NOW, "m000000"), (NOW + 1, "m000001"), (NOW + 2, "m000002")]
+    assert len(index.pop_due(NOW + 30_000, limit=30_000)) == 24_997
+    assert index.next_due() is None
+    index.close()
+
+
 # --- wait() --------------------------------------------------------------------------------
 # Wall-clock bounds below are deliberately generous: they only tell "woke early" from "slept
 # until the timeout" (several seconds apart).
 
 
-async def _wait_with_add(index: TimerIndex, due: int, *, timeout_s: float) -> float:
+async def _wait_with_add(index: DueIndex, due: int, *, timeout_s: float) -> float:
     """Seconds that ``index.wait(timeout_s)`` takes when another task adds ``due`` meanwhile."""
 
     async def add_soon() -> None:
@@ -102,8 +146,7 @@ async def _wait_with_add(index: TimerIndex, due: int, *, timeout_s: float) -> fl
     return elapsed
 
 
-async def test_wait_returns_early_when_an_earlier_due_is_added() -> None:
-    index = TimerIndex()
+async def test_wait_returns_early_when_an_earlier_due_is_added(index: DueIndex) -> None:
     index.add(NOW + 60_000, "later")
     assert index.pop_due(NOW) == []  # the firing loop's turn: it then waits for NOW + 60 s
 
@@ -113,8 +156,7 @@ async def test_wait_returns_early_when_an_earlier_due_is_added() -> None:
     assert index.next_due() == NOW + 1_000
 
 
-async def test_wait_returns_early_when_a_due_is_added_to_an_empty_index() -> None:
-    index = TimerIndex()
+async def test_wait_returns_early_when_a_due_is_added_to_an_empty_index(index: DueIndex) -> None:
     index.pop_due(NOW)
 
     elapsed = await _wait_with_add(index, NOW + 1_000, timeout_s=10.0)
@@ -122,8 +164,7 @@ async def test_wait_returns_early_when_a_due_is_added_to_an_empty_index() -> Non
     assert elapsed < 5.0
 
 
-async def test_wait_does_not_return_early_for_a_later_due() -> None:
-    index = TimerIndex()
+async def test_wait_does_not_return_early_for_a_later_due(index: DueIndex) -> None:
     index.add(NOW + 1_000, "sooner")
     index.pop_due(NOW)
 
@@ -133,9 +174,8 @@ async def test_wait_does_not_return_early_for_a_later_due() -> None:
     assert index.next_due() == NOW + 1_000
 
 
-async def test_add_while_the_loop_is_busy_still_wakes_the_next_wait() -> None:
+async def test_add_while_the_loop_is_busy_still_wakes_the_next_wait(index: DueIndex) -> None:
     # pop_due clears the signal, not wait(): an add between the two must not be lost.
-    index = TimerIndex()
     index.add(NOW + 60_000, "later")
     index.pop_due(NOW)
     index.add(NOW + 1_000, "sooner")
@@ -146,8 +186,7 @@ async def test_add_while_the_loop_is_busy_still_wakes_the_next_wait() -> None:
     assert time.monotonic() - start < 5.0
 
 
-async def test_wait_after_pop_due_sleeps_until_the_timeout() -> None:
-    index = TimerIndex()
+async def test_wait_after_pop_due_sleeps_until_the_timeout(index: DueIndex) -> None:
     index.add(NOW, "a")
     index.pop_due(NOW)
 
@@ -157,8 +196,7 @@ async def test_wait_after_pop_due_sleeps_until_the_timeout() -> None:
     assert time.monotonic() - start >= 0.15
 
 
-async def test_wait_with_a_negative_timeout_returns_at_once() -> None:
-    index = TimerIndex()
+async def test_wait_with_a_negative_timeout_returns_at_once(index: DueIndex) -> None:
     index.pop_due(NOW)
 
     start = time.monotonic()
@@ -167,8 +205,7 @@ async def test_wait_with_a_negative_timeout_returns_at_once() -> None:
     assert time.monotonic() - start < 5.0
 
 
-async def test_replace_all_wakes_the_waiter() -> None:
-    index = TimerIndex()
+async def test_replace_all_wakes_the_waiter(index: DueIndex) -> None:
     index.pop_due(NOW)
 
     async def rebuild_soon() -> None:
@@ -183,9 +220,8 @@ async def test_replace_all_wakes_the_waiter() -> None:
     assert time.monotonic() - start < 5.0
 
 
-async def test_run_due_sends_what_is_due_and_wakes_for_an_earlier_key() -> None:
+async def test_run_due_sends_what_is_due_and_wakes_for_an_earlier_key(index: DueIndex) -> None:
     clock = {"now": 1_000}
-    index = TimerIndex()
     index.add(900, "past")
     index.add(10_000_000, "far")
     sent: list[tuple[int, str]] = []
