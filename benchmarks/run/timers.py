@@ -199,8 +199,11 @@ def burst_dues(count: int, second_ms: int) -> Iterator[int]:
 def _records(
     template: PublishRequest, kind: str, dues: Iterable[int]
 ) -> Iterator[tuple[bytes, bytes]]:
+    # As long as the API's ids: the timer index holds one string per waiting message.
+    head = f"msg_{NONCE}{kind}"
+    width = max(1, len(template.message.message_id) - len(head))
     for i, due in enumerate(dues):
-        mid = f"msg_{NONCE}{kind}{i}"
+        mid = f"{head}{i:0{width}d}"
         message = msgspec.structs.replace(
             template.message, message_id=mid, not_before=due, body=f"{NONCE}.{kind}.{i} ".encode()
         )
