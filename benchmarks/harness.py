@@ -194,6 +194,24 @@ def cpu_ticks(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+_MEM = ("VmRSS", "VmHWM")
+
+
+def memory_mb(pid: int | None) -> tuple[float, float] | None:
+    """(resident now, resident peak over the process's life) in MiB, from /proc: VmRSS and
+    VmHWM. The kernel keeps the peak, so a short spike between two polls is not missed."""
+    if pid is None:
+        return None
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    kb = {k: int(v.split()[0]) for k, _, v in (ln.partition(":") for ln in lines) if k in _MEM}
+    if len(kb) < len(_MEM):
+        return None  # a zombie has no memory lines
+    return kb["VmRSS"] / 1024, kb["VmHWM"] / 1024
+
+
 def machine_busy() -> float:
     """CPU seconds all cores spent busy since boot (/proc/stat), to spot other load."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]

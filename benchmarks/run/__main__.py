@@ -1,4 +1,5 @@
-"""``python -m benchmarks.run [--quick] [--body-bytes N] [--py-spy DIR]``: each phase, a report."""
+"""``python -m benchmarks.run [--quick] [--body-bytes N] [--py-spy DIR] [--timers N]``: each phase,
+a report."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from benchmarks.run import (
     pipeline,
     publish,
     scale_out,
+    timers,
 )
 from benchmarks.run.context import FULL, QUICK, Bench, Profile
 from benchmarks.run.figures import Figures, merge
@@ -75,6 +77,12 @@ async def measure_publish(bench: Bench) -> PublishOnly:
         return PublishOnly(await baselines.run(bench), await publish.run(bench))
 
 
+async def measure_timers(bench: Bench, n: int) -> timers.Timers:
+    """``--timers N``: that phase alone (it needs the broker and the sink's address only)."""
+    async with bench.connected():
+        return await timers.run(bench, n)
+
+
 def table(r: Results, bench: Bench) -> list[Row]:
     return [
         *publish.rows(r.pub, r.base, len(bench.body)),
@@ -109,16 +117,19 @@ def details(r: Results, bench: Bench) -> list[str]:
     return out
 
 
-def figures(r: Results | PublishOnly, bench: Bench) -> Figures:
+def figures(r: Results | PublishOnly | timers.Timers, bench: Bench) -> Figures:
     """Every figure of the table (and a few more) as one flat object, for ``--json FILE``."""
     meta = {
         "profile": bench.prof.name,
-        "body_bytes": len(bench.body),
+        # The timers phase's bodies are just their nonces: --body-bytes does not apply.
+        "body_bytes": None if isinstance(r, timers.Timers) else len(bench.body),
         "date": bench.facts[0].split(":", 1)[1].strip() if bench.facts else None,
         "seconds": round(time.monotonic() - bench.began, 1),
     }
     if isinstance(r, PublishOnly):
         return merge(meta, baselines.figures(r.base), publish.figures(r.pub, r.base))
+    if isinstance(r, timers.Timers):
+        return merge(meta, timers.figures(r))
     return merge(
         meta,
         baselines.figures(r.base),
@@ -132,11 +143,13 @@ def figures(r: Results | PublishOnly, bench: Bench) -> Figures:
     )
 
 
-def cpu_per_message(r: Results | PublishOnly) -> list[str]:
+def cpu_per_message(r: Results | PublishOnly | timers.Timers) -> list[str]:
     def us(cpu: dict[str, float]) -> str:
         ranked = sorted(cpu.items(), key=lambda kv: -kv[1])
         return ", ".join(f"{name} {v:,.0f}" for name, v in ranked) or "n/a (no message)"
 
+    if isinstance(r, timers.Timers):
+        return [f"timers intake (per delay-table row, start-up included): {us(r.intake_cpu)}"]
     first = f"publish, API alone (wrk; per accepted publish): {us(r.pub.cpu)}"
     if isinstance(r, PublishOnly):
         return [first]
@@ -153,9 +166,11 @@ def cpu_per_message(r: Results | PublishOnly) -> list[str]:
     ]
 
 
-def report(r: Results | PublishOnly, bench: Bench) -> None:
+def report(r: Results | PublishOnly | timers.Timers, bench: Bench) -> None:
     total = time.monotonic() - bench.began
-    if isinstance(r, PublishOnly):
+    if isinstance(r, timers.Timers):
+        rows, notes, cpu = timers.rows(r), timers.notes(r), cpu_per_message(r)
+    elif isinstance(r, PublishOnly):
         rows = publish.rows(r.pub, r.base, len(bench.body))
         notes = [
             wrk_note("wrk hello", r.base.wrk_hello),
@@ -197,6 +212,8 @@ def profile(args: argparse.Namespace) -> Profile:
     prof = QUICK if args.quick else FULL
     if args.budget is not None:
         prof = dataclasses.replace(prof, budget_s=args.budget)
+    elif args.timers is not None:
+        prof = dataclasses.replace(prof, name="timers", budget_s=timers.budget_s(args.timers))
     if args.e2e_rate is not None:
         prof = dataclasses.replace(prof, e2e_rate=args.e2e_rate)
     return prof
@@ -222,6 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         help="run the baselines and this phase only (to iterate on it)",
     )
     parser.add_argument(
+        "--timers",
+        type=int,
+        metavar="N",
+        help="run only the timers-at-scale phase with N delayed messages waiting (a tenth of "
+        "them, at most 10,000, due in one second); its default budget grows with N",
+    )
+    parser.add_argument(
         "--budget",
         type=float,
         metavar="S",
@@ -238,12 +262,16 @@ def main(argv: list[str] | None = None) -> int:
         help="also write every figure as one flat JSON object (keys: benchmarks/README.md)",
     )
     args = parser.parse_args(argv)
-    results: Results | PublishOnly
+    if args.timers is not None and (args.timers < 10 or args.only):
+        parser.error("--timers N needs N ≥ 10 (a tenth is the burst) and no --only")
+    results: Results | PublishOnly | timers.Timers
     with child_processes("kafstash-bench-") as (procs, workdir):
         bench = Bench(profile(args), args, procs, workdir)
         try:
             bench.setup()
-            if args.only == "publish":
+            if args.timers is not None:
+                results = uvloop.run(measure_timers(bench, args.timers))
+            elif args.only == "publish":
                 results = uvloop.run(measure_publish(bench))
             else:
                 results = uvloop.run(measure(bench))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 Figures = dict[str, Any]
@@ -71,3 +71,16 @@ def per_message_us(cpu_seconds: Mapping[str, float], messages: int) -> dict[str,
         for name, seconds in cpu_seconds.items()
         if seconds > 0
     }
+
+
+def quantiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """(p50, p99, max) of ``values`` by nearest rank; NaN each when there are none (a figure
+    not measured, which ``number`` and the report show as missing)."""
+    if not values:
+        return math.nan, math.nan, math.nan
+    xs = sorted(values)
+
+    def rank(q: float) -> float:
+        return xs[max(0, math.ceil(q * len(xs)) - 1)]
+
+    return rank(0.50), rank(0.99), xs[-1]

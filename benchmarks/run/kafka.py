@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -147,6 +147,35 @@ async def raw_passthrough(
         await consumer.stop()
         await producer.stop()
     return (done / (last - first) if last > first else None), done
+
+
+async def produce_all(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
+    """Append every (key, value) to ``topic`` as fast as one producer can; returns how many.
+
+    For loading a topic before a phase, not a figure: acks=all so that every record is there
+    when this returns, long lingers and large batches, acks awaited every 20,000 records.
+    """
+    p = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        max_request_size=MAX_TOPIC_MESSAGE_BYTES,
+    )
+    await p.start()
+    n = 0
+    try:
+        pending: list[asyncio.Future[Any]] = []
+        for key, value in records:
+            pending.append(await p.send(topic, value=value, key=key))
+            n += 1
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await p.stop()
+    return n
 
 
 class Offsets:

@@ -10,6 +10,7 @@ from benchmarks.run.figures import (
     nonce_phase,
     number,
     per_message_us,
+    quantiles,
     rate_key,
     ratio,
     tally_by_phase,
@@ -74,3 +75,15 @@ def test_cpu_per_message_is_cpu_time_over_messages_in_microseconds() -> None:
 
 def test_cpu_per_message_without_messages_is_empty() -> None:
     assert per_message_us({"api": 1.0}, 0) == {}
+
+
+def test_quantiles_are_nearest_rank() -> None:
+    values = [float(v) for v in range(100, 0, -1)]  # 1..100, unsorted
+    assert quantiles(values) == (50.0, 99.0, 100.0)
+    assert quantiles([7.0]) == (7.0, 7.0, 7.0)
+
+
+def test_quantiles_of_nothing_are_missing_figures() -> None:
+    p50, p99, worst = quantiles([])
+    assert all(math.isnan(x) for x in (p50, p99, worst))
+    assert number(p99) is None
