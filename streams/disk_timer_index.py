@@ -18,6 +18,8 @@ from pathlib import Path
 
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
+from kafstash.streams.timer_index import wait_for
+
 _WRITE_BUFFER_BYTES = 8 << 20  # RocksDB's default is 64 MiB of memtable
 _BATCH = 10_000  # pairs per write batch while rebuilding
 _END = b"\x80"  # above every key: due times are positive 63-bit integers
@@ -110,8 +112,4 @@ class DiskTimerIndex:
 
     async def wait(self, timeout_s: float) -> None:
         """Sleep until ``timeout_s`` passes or an earlier due time is added."""
-        try:
-            async with asyncio.timeout(max(0.0, timeout_s)):
-                await self._changed.wait()
-        except TimeoutError:
-            pass
+        await wait_for(self._changed, timeout_s)

@@ -56,11 +56,16 @@ class TimerIndex:
 
     async def wait(self, timeout_s: float) -> None:
         """Sleep until ``timeout_s`` passes or an earlier due time is added."""
-        try:
-            async with asyncio.timeout(max(0.0, timeout_s)):
-                await self._changed.wait()
-        except TimeoutError:
-            pass
+        await wait_for(self._changed, timeout_s)
+
+
+async def wait_for(changed: asyncio.Event, timeout_s: float) -> None:
+    """Until ``changed`` is set or ``timeout_s`` passes (every index's ``wait``)."""
+    try:
+        async with asyncio.timeout(max(0.0, timeout_s)):
+            await changed.wait()
+    except TimeoutError:
+        pass
 
 
 async def run_due(
