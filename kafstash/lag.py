@@ -34,7 +34,10 @@ def stages(settings: Settings) -> tuple[Stage, ...]:
     """The deployment's consuming stages (the API reads without a group: it has no lag)."""
     t: Topics = settings.topics
     return (
-        Stage("streams", settings.streams_app_id, (t.requests, t.timers, t.schedules, t.gates)),
+        Stage("intake", f"{settings.streams_app_id}-intake", (t.requests,)),
+        Stage(
+            "streams", settings.streams_app_id, (t.table_requests, t.timers, t.schedules, t.gates)
+        ),
         Stage("sender", settings.sender_group, (t.deliveries,)),
         Stage("archiver", f"{t.prefix}-archiver", (t.events,)),
     )

@@ -71,8 +71,14 @@ async def ensure_topics(settings: Settings) -> None:
 
 
 def consumer_groups(settings: Settings) -> tuple[str, ...]:
-    """The consumer groups the roles join: faust's app id is its group id."""
-    return (settings.streams_app_id, settings.sender_group, settings.archiver_group)
+    """The consumer groups the roles join: faust's app id is its group id; the stream workers'
+    intake has its own."""
+    return (
+        settings.streams_app_id,
+        f"{settings.streams_app_id}-intake",
+        settings.sender_group,
+        settings.archiver_group,
+    )
 
 
 async def wait_for_group_coordinators(

@@ -123,7 +123,7 @@ def run_streams(settings: Settings) -> None:
 
     from kafstash.streams import metrics  # noqa: PLC0415
 
-    monitoring.serve("streams", metrics.REGISTRY, settings, dict(os.environ), ["streams"])
+    monitoring.serve("streams", metrics.REGISTRY, settings, dict(os.environ), ["intake", "streams"])
     # faust's worker creates its own loop; the policy makes it uvloop, as in the other roles.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 

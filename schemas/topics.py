@@ -11,6 +11,9 @@ class Topics:
 
     - ``requests``: PublishRequest commands from the API or any Kafka producer; keyed by the
       dedup key when there is one (so duplicates meet on one partition), else by message id.
+    - ``table_requests``: the requests the accept step can only decide with its tables (a dedup
+      key, a workflow run, waitForEvent), forwarded from ``requests`` by the stream workers'
+      intake under the same key; every other request is accepted by the intake itself.
     - ``timers``: TimerCommand (Schedule / Fire / Cancel) keyed by message id: the delay table.
     - ``deliveries``: DeliveryDue keyed by message id; consumed by the sender group.
     - ``events``: MessageEvent state changes keyed by message id (the audit log's source).
@@ -32,6 +35,10 @@ class Topics:
     @property
     def requests(self) -> str:
         return f"{self.prefix}.requests"
+
+    @property
+    def table_requests(self) -> str:
+        return f"{self.prefix}.table-requests"
 
     @property
     def timers(self) -> str:
@@ -76,6 +83,7 @@ class Topics:
     def all(self) -> tuple[str, ...]:
         return (
             self.requests,
+            self.table_requests,
             self.timers,
             self.deliveries,
             self.events,

@@ -57,6 +57,7 @@ from kafstash.streams import (
 from kafstash.streams.disk_timer_index import DiskTimerIndex
 from kafstash.streams.effects import Emit, Step
 from kafstash.streams.groups_view import GroupsView
+from kafstash.streams.intake_runtime import Intake, IntakeConfig
 from kafstash.streams.timer_index import DueIndex, TimerIndex, run_due
 
 log = logging.getLogger(__name__)
@@ -120,14 +121,15 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
         return app.topic(name, key_serializer="raw", value_serializer="raw", internal=False)
 
     t = cfg.topics
-    requests, timers = topic(t.requests), topic(t.timers)
+    # ``requests`` is read by the intake (below); the agent with the tables reads what it forwards.
+    requests, timers = topic(t.table_requests), topic(t.timers)
     outputs = {
         "events": topic(t.events),
         "deliveries": topic(t.deliveries),
         "timers": timers,
         "messages": topic(t.messages),
         "decisions": topic(t.decisions),
-        "requests": requests,
+        "requests": topic(t.requests),
         "gates": topic(t.gates),
         "state": topic(t.state),
     }
@@ -237,6 +239,23 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
             return await requests.send(key=key.encode(), value=codec.encode(cmd))
 
         await run_due(wait_index, now_ms, send_timeout)
+
+    intake_config = IntakeConfig(
+        bootstrap=cfg.bootstrap,
+        topics=t,
+        group_id=f"{cfg.app_id}-intake",
+        previous_group=cfg.app_id,
+        dedup_window_ms=cfg.dedup_window_ms,
+    )
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def take_in() -> None:
+        # Built here: aiokafka clients belong to the loop faust's worker runs.
+        try:
+            await Intake(intake_config, clock).run()
+        except Exception:
+            log.exception("intake stopped")
+            raise
 
     @app.agent(requests)
     async def accept(stream: Any) -> None:

@@ -1,4 +1,5 @@
-"""The stream workers' Prometheus metrics: delayed messages waiting, timer lateness, ticks.
+"""The stream workers' Prometheus metrics: requests through the intake, delayed messages
+waiting, timer lateness, ticks.
 
 The gauges are read at scrape time from the timer indexes (``watch``), so the processors pay
 nothing for them; a fired timer costs one ``observe``, a schedule tick one ``inc``.
@@ -36,6 +37,23 @@ SCHEDULE_TICKS = Counter(
     "Schedule (cron) ticks fired by this worker.",
     registry=REGISTRY,
 )
+
+INTAKE_REQUESTS = Counter(
+    "kafstash_intake_requests",
+    "Requests read by the intake: accepted there, forwarded to the tables' agent, or unreadable.",
+    ["path"],
+    registry=REGISTRY,
+)
+_ACCEPTED, _FORWARDED, _UNREADABLE = (
+    INTAKE_REQUESTS.labels(path) for path in ("accepted", "forwarded", "unreadable")
+)
+
+
+def intake(*, accepted: int, forwarded: int, unreadable: int) -> None:
+    """One batch's counts (one ``inc`` per path and batch, not per request)."""
+    for child, n in ((_ACCEPTED, accepted), (_FORWARDED, forwarded), (_UNREADABLE, unreadable)):
+        if n:
+            child.inc(n)
 
 
 def fired(due_ms: int, now_ms: int) -> None:

@@ -132,9 +132,15 @@ def test_each_role_serves_metrics_that_move_with_the_load(metrics_stack: Stack) 
     assert value(streams, "kafstash_schedule_ticks_total") == 0  # no schedule yet
 
     # Lag comes from Kafka's committed offsets: it settles to zero once the stages caught up.
-    for role, topic in (("streams", "requests"), ("sender", "deliveries"), ("archiver", "events")):
+    # The streams role reports two stages: the intake (requests) and the tables' agent.
+    for role, topic, stage in (
+        ("streams", "requests", "intake"),
+        ("streams", "table-requests", "streams"),
+        ("sender", "deliveries", "sender"),
+        ("archiver", "events", "archiver"),
+    ):
 
-        def caught_up(role: str = role, topic: str = topic) -> bool:
+        def caught_up(role: str = role, topic: str = topic, stage: str = stage) -> bool:
             s = scrape(stack, role)
             t = f"{stack.prefix}.{topic}"
             parts = [
@@ -144,10 +150,10 @@ def test_each_role_serves_metrics_that_move_with_the_load(metrics_stack: Stack) 
                 len(parts) == 2  # the stack's two partitions
                 and value(s, "kafstash_consumer_lag_records", topic=t) == 0
                 and value(s, "kafstash_consumer_lag_seconds", topic=t) == 0
-                and value(s, "kafstash_consumer_group_members", stage=role) == 1
+                and value(s, "kafstash_consumer_group_members", stage=stage) == 1
             )
 
-        wait_until(f"{role}'s lag to settle", caught_up, timeout=60)
+        wait_until(f"{stage}'s lag to settle", caught_up, timeout=60)
 
     def archived() -> Samples | None:
         s = scrape(stack, "archiver")

@@ -73,14 +73,17 @@ def test_status_shows_each_stage_and_fails_when_one_has_no_member(
                     and "DLQ: 1 messages" in done.stdout
                     and "delayed: 2 messages waiting" in done.stdout
                     and "last commit" in done.stdout
-                    and all(cells(done.stdout, f"{p}.{t}")[-2] == "0" for t in ("requests",))
+                    and all(
+                        cells(done.stdout, f"{p}.{t}")[-2] == "0"
+                        for t in ("requests", "table-requests")
+                    )
                     and cells(done.stdout, f"{p}.deliveries")[-2] == "0"
                 )
                 return done if ok else None
 
             done = wait_until("a healthy status", healthy, timeout=90, every=1)
             assert isinstance(done, subprocess.CompletedProcess)
-            for group in (f"{p}-streams", f"{p}-sender", f"{p}-archiver"):
+            for group in (f"{p}-streams-intake", f"{p}-streams", f"{p}-sender", f"{p}-archiver"):
                 assert group in done.stdout
             assert cells(done.stdout, f"{p}.deliveries")[-3] == "1"  # one sender member
             delayed = re.search(
