@@ -8,15 +8,20 @@ sensors) cost most of the stream workers' CPU; the plain messages of a high-volu
 needed it (docs/architecture.md, "The intake").
 
 At-least-once, as in the faust agents: nothing is committed before the records it produced are
-acknowledged, and a replay repeats records under the same message id. A revocation waits for the
-batch in hand, so a worker joining or leaving makes the group re-read nothing.
+acknowledged, and a replay repeats records under the same message id. Batches are pipelined: the next
+one is produced while the acknowledgements of the ones before are on their way (at most
+``_IN_FLIGHT``), and offsets are committed in order, never past a batch still unacknowledged. A
+revocation commits every batch in flight first, so a worker joining or leaving makes the group
+re-read nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,7 +46,15 @@ from kafstash.streams.intake import Forward, Unreadable, route
 log = logging.getLogger(__name__)
 
 _BATCH = 2_000
+_IN_FLIGHT = 4  # batches produced and not yet acknowledged; the next poll waits beyond this
 _RETRY_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    acks: asyncio.Future[list[object]]
+    starts: dict[TopicPartition, int]  # first offset read, per partition
+    ends: dict[TopicPartition, int]  # the offset to commit once acknowledged
 
 
 @dataclass(frozen=True)
@@ -81,9 +94,12 @@ class Intake:
             "gates": t.gates,
             "state": t.state,
         }
-        # Held from the moment a batch is taken until its offsets are committed; a revocation
-        # takes it too, so it never hands a partition on with a batch half done.
-        self._batch_lock = asyncio.Lock()
+        # Batches produced whose offsets are not committed yet, oldest first: the next batch is
+        # produced while the last one's acknowledgements are on their way.
+        self._in_flight: deque[_Batch] = deque()
+        # Held while a batch is produced or batches are committed; a revocation takes it and
+        # commits every batch in flight, so it never hands a partition on half done.
+        self._lock = asyncio.Lock()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=cfg.bootstrap,
             group_id=cfg.group_id,
@@ -119,6 +135,10 @@ class Intake:
                 while True:
                     await self._poll_once()
             finally:
+                # A stop (not a crash) commits what was acknowledged: a restart repeats less.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(10):
+                        await self._settle(wait="all")
                 await self._consumer.stop()
         finally:
             await self._producer.stop()
@@ -131,7 +151,8 @@ class Intake:
 
     async def give_up(self, revoked: list[TopicPartition]) -> None:
         # Waits for the batch in hand: its offsets are committed before the group moves on.
-        async with self._batch_lock:
+        async with self._lock:
+            await self._settle(wait="all")
             log.info("intake: %d partitions of %s revoked", len(revoked), self.cfg.topics.requests)
 
     async def take(self, assigned: list[TopicPartition]) -> None:
@@ -185,40 +206,71 @@ class Intake:
         finally:
             await admin.close()
         requests = self.cfg.topics.requests
-        return {tp: om.offset for tp, om in found.items() if tp.topic == requests and om.offset >= 0}
+        return {
+            tp: om.offset for tp, om in found.items() if tp.topic == requests and om.offset >= 0
+        }
 
-    # -- one batch ---------------------------------------------------------------------------
+    # -- batches ---------------------------------------------------------------------------
 
     async def _poll_once(self) -> None:
-        batch = await self._consumer.getmany(timeout_ms=200, max_records=_BATCH)
-        if not batch:
-            return
-        async with self._batch_lock:
+        # With batches in flight, take only what is already fetched, then commit what is done.
+        wait_ms = 0 if self._in_flight else 200
+        batch = await self._consumer.getmany(timeout_ms=wait_ms, max_records=_BATCH)
+        async with self._lock:
             # Records of a partition revoked while this batch waited for the lock are the new
             # owner's: it reads them from the committed offset.
             owned = self._consumer.assignment()
             mine = {tp: recs for tp, recs in batch.items() if tp in owned and recs}
-            if not mine:
-                return
-            try:
-                await self._accept(mine)
-            except KafkaError as exc:
-                # Nothing of the batch is committed: read it again, after a pause.
-                log.warning("intake: producing a batch failed (%s); reading it again", exc)
-                for tp, recs in mine.items():
-                    self._consumer.seek(tp, recs[0].offset)
-                await asyncio.sleep(_RETRY_S)
-                return
-            offsets = {tp: recs[-1].offset + 1 for tp, recs in mine.items()}
+            if mine:
+                self._in_flight.append(await self._produce(mine))
+            # Nothing new to read, or enough in flight: wait for the oldest batch's acks.
+            idle_or_full = not mine or len(self._in_flight) > _IN_FLIGHT
+            await self._settle(wait="oldest" if idle_or_full else "none")
+
+    async def _settle(self, *, wait: str) -> None:
+        """Commit the batches acknowledged so far, oldest first: none past one still pending.
+
+        ``wait``: "none" commits only what is done, "oldest" first waits for the oldest batch,
+        "all" for every batch in flight (a revocation, a stop).
+        """
+        done: list[_Batch] = []
+        try:
+            while self._in_flight:
+                head = self._in_flight[0]
+                if not head.acks.done() and (wait == "none" or (wait == "oldest" and done)):
+                    break
+                await head.acks  # raises what the producer raised for one of its records
+                done.append(self._in_flight.popleft())
+        except KafkaError as exc:
+            await self._rewind(exc)
+        if done:
+            offsets: dict[TopicPartition, int] = {}
+            for b in done:
+                offsets.update(b.ends)
             try:
                 await self._consumer.commit(offsets)
             except KafkaError as exc:
-                # The group moved on (a rebalance): the new owner repeats the batch.
-                log.warning("intake: committing a batch failed (%s)", exc)
+                # The group moved on (a rebalance): the new owner repeats these batches.
+                log.warning("intake: committing failed (%s)", exc)
 
-    async def _accept(
+    async def _rewind(self, exc: KafkaError) -> None:
+        """A batch was not acknowledged: read it and every later one again, after a pause."""
+        log.warning("intake: producing a batch failed (%s); reading it again", exc)
+        await asyncio.gather(*(b.acks for b in self._in_flight), return_exceptions=True)
+        starts: dict[TopicPartition, int] = {}
+        for b in self._in_flight:
+            for tp, at in b.starts.items():
+                starts[tp] = min(at, starts.get(tp, at))
+        self._in_flight.clear()
+        owned = self._consumer.assignment()
+        for tp, at in starts.items():
+            if tp in owned:
+                self._consumer.seek(tp, at)
+        await asyncio.sleep(_RETRY_S)
+
+    async def _produce(
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
+    ) -> _Batch:
         now_ms = int(self._clock() * 1000)
         window = self.cfg.dedup_window_ms
         send = self._producer.send
@@ -240,5 +292,9 @@ class Intake:
                 elif isinstance(routed, Unreadable):
                     unreadable += 1
                     log.warning("dropping unreadable publish request: %s", routed.reason)
-        await asyncio.gather(*acks)
         metrics.intake(accepted=accepted, forwarded=forwarded, unreadable=unreadable)
+        return _Batch(
+            acks=asyncio.gather(*acks),
+            starts={tp: recs[0].offset for tp, recs in batch.items()},
+            ends={tp: recs[-1].offset + 1 for tp, recs in batch.items()},
+        )
