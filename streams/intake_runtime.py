@@ -8,8 +8,8 @@ sensors) cost most of the stream workers' CPU; the plain messages of a high-volu
 needed it (docs/architecture.md, "The intake").
 
 At-least-once, as in the faust agents: nothing is committed before the records it produced are
-acknowledged, and a replay repeats records under the same message id. Batches are pipelined: the next
-one is produced while the acknowledgements of the ones before are on their way (at most
+acknowledged, and a replay repeats records under the same message id. Batches are pipelined:
+the next one is produced while the acknowledgements of the ones before are on their way (at most
 ``_IN_FLIGHT``), and offsets are committed in order, never past a batch still unacknowledged. A
 revocation commits every batch in flight first, so a worker joining or leaving makes the group
 re-read nothing.
@@ -165,7 +165,6 @@ class Intake:
         upgraded at once may both try; the broker refuses the second commit once the first
         worker's group has members, and both commit the same offsets anyway.
         """
-        requests = self.cfg.topics.requests
         while True:
             # Until the broker answers: starting from the log's start instead would deliver
             # every message of the retention window again.

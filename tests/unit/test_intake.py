@@ -52,7 +52,9 @@ def test_a_publish_without_dedup_id_or_run_is_accepted_as_the_tables_agent_would
     # The very decision the tables' agent takes for a request with no row to read.
     assert got == accept(req, None, now_ms=NOW, window_ms=WINDOW)
     assert [e.topic for e in got.emits] == topics
-    assert got.put is None and not got.put_after_acks and not got.then
+    assert got.put is None
+    assert not got.put_after_acks
+    assert not got.then
 
 
 @pytest.mark.parametrize(
