@@ -46,6 +46,7 @@ from kafstash.producers.api.fanout import for_target
 from kafstash.producers.api.gates import cancel_records, open_gate_state_view, with_queue
 from kafstash.producers.api.limits import HeaderLimits, header_pairs_problem
 from kafstash.producers.api.publish import HeaderView, build_request
+from kafstash.producers.api.publish_route import PublishRoute
 from kafstash.producers.api.schedule_view import (
     ScheduleView,
     event_message_state,
@@ -301,8 +302,9 @@ async def _internal_error(_request: Request, exc: Exception) -> Response:
 
 def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Starlette:
     api = Api(config, clock)
+    publish = Route("/v2/publish/{destination:path}", api.publish, methods=["POST"])
     routes = [
-        Route("/v2/publish/{destination:path}", api.publish, methods=["POST"]),
+        publish,
         Route("/v2/batch", api.batch, methods=["POST"]),
         Route("/v2/messages/{message_id}", api.get_message, methods=["GET"]),
         Route("/v2/messages/{message_id}", api.cancel_message, methods=["DELETE"]),
@@ -326,7 +328,13 @@ def create_app(config: ApiConfig, clock: Callable[[], float] = time.time) -> Sta
     return Starlette(
         routes=routes,
         lifespan=api.lifespan,
-        middleware=[Middleware(metrics.RequestMetrics), Middleware(HeaderLimits)],
+        middleware=[
+            Middleware(metrics.RequestMetrics),
+            Middleware(HeaderLimits),
+            # Publishes are answered here, past the limits and inside the metrics; the route
+            # above serves the few it passes on (a token in the query string).
+            Middleware(PublishRoute, api=api, route=publish),
+        ],
         exception_handlers={
             ApiError: handle_api_error,
             HTTPException: _http_error,

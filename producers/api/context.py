@@ -13,7 +13,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -240,24 +240,41 @@ class ApiContext:
     ) -> tuple[bool, list[PublishRequest]]:
         """The PublishRequests of a publish-shaped request (publish, enqueue): one per target of
         the raw destination after ``prefix``; True when that destination is a URL group."""
-        dest = destination.rebuild(
-            request.scope.get("raw_path") or request.scope["path"].encode(),
-            prefix,
-            request.scope.get("query_string", b""),
+        return await self.requests_to(
+            user,
+            destination.rebuild(
+                request.scope.get("raw_path") or request.scope["path"].encode(),
+                prefix,
+                request.scope.get("query_string", b""),
+            ),
+            request.headers.items(),
+            functools.partial(self.read_body, request),
+            request.client.host if request.client else None,
         )
+
+    async def requests_to(
+        self,
+        user: User,
+        dest: str,
+        header_pairs: Iterable[tuple[str, str]],
+        read_body: Callable[[], Awaitable[bytes]],
+        caller_ip: str | None,
+    ) -> tuple[bool, list[PublishRequest]]:
+        """:meth:`requests_for` from plain values (the raw-ASGI publish route calls it too)."""
         targets = await self.targets(user, dest)
-        body = await self.read_body(request)
+        body = await read_body()
         now = self.now_ms()
+        view = HeaderView(header_pairs)
         reqs = [
             for_target(
                 build_request(
                     user=user,
                     url=t.url,
-                    view=HeaderView(request.headers.items()),
+                    view=view,
                     body=body,
                     now_ms=now,
                     limits=self.config.limits,
-                    caller_ip=request.client.host if request.client else None,
+                    caller_ip=caller_ip,
                 ),
                 t,
             )
@@ -272,11 +289,19 @@ class ApiContext:
     ) -> Response:
         """QStash's answer: a URL group gets a bare array, one item per endpoint (both SDKs); a
         URL one object, 202 when it was deduplicated."""
-        out = results_json(reqs, results)
-        if to_group:
-            return JSONResponse(out, status_code=201)
-        [(_, dedup)] = results
-        return JSONResponse(out[0], status_code=202 if dedup else 201)
+        status, out = accepted_json(to_group, reqs, results)
+        return JSONResponse(out, status_code=status)
+
+
+def accepted_json(
+    to_group: bool, reqs: list[PublishRequest], results: list[tuple[str, bool]]
+) -> tuple[int, Any]:
+    """The status and JSON body of :meth:`ApiContext.accepted`."""
+    out = results_json(reqs, results)
+    if to_group:
+        return 201, out
+    [(_, dedup)] = results
+    return (202 if dedup else 201), out[0]
 
 
 def results_json(
