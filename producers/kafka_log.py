@@ -22,6 +22,7 @@ from kafstash.schemas.commands import Decision
 from kafstash.schemas.defaults import MAX_TOPIC_MESSAGE_BYTES
 from kafstash.schemas.message import Message
 from kafstash.schemas.partitioner import CachedPartitioner
+from kafstash.views.appender import BatchAppender
 from kafstash.views.follower import TopicFollower
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ class KafkaLog:
     def __init__(
         self, bootstrap: str, *, timeout_s: float, client_id: str = "kafstash-api"
     ) -> None:
-        self._timeout_s = timeout_s
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             client_id=client_id,
@@ -50,13 +50,18 @@ class KafkaLog:
             partitioner=CachedPartitioner(),
         )
 
+        # Concurrent publishes leave together: one batch per partition per turn of the loop.
+        self._appender = BatchAppender(self._producer, timeout_s=timeout_s)
+
     async def __aenter__(self) -> Self:
         await self._producer.start()
+        await self._appender.__aenter__()
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self._appender.__aexit__(et, e, tb)
         await self._producer.stop()
 
     async def append_many(self, records: Sequence[tuple[str, bytes, bytes | None]]) -> None:
@@ -64,13 +69,8 @@ class KafkaLog:
 
         A ``None`` value is a tombstone (deletes the key of a compacted topic)."""
         try:
-            async with asyncio.timeout(self._timeout_s):
-                futures = [
-                    await self._producer.send(topic, value=value, key=key)
-                    for topic, key, value in records
-                ]
-                await asyncio.gather(*futures)
-        except (TimeoutError, KafkaError) as exc:
+            await self._appender.append(records)
+        except KafkaError as exc:
             raise LogUnavailable(f"Kafka did not acknowledge the append: {exc!r}") from exc
 
 

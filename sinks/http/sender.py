@@ -51,6 +51,7 @@ from kafstash.sinks.http.offsets import OffsetTracker
 from kafstash.sinks.http.outcome import DeadLetter, Outcome, classify
 from kafstash.sinks.http.report import RESPONSE_BODY_LIMIT, Record, after_attempt, header_lists
 from kafstash.sinks.http.signing import sign
+from kafstash.views.appender import BatchAppender
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ _HEARTBEAT_S = 2.0
 # How long a revocation waits for the revoked partitions' in-flight deliveries; the group's
 # rebalance waits meanwhile. What is still running after it is re-delivered by the next owner.
 _DRAIN_S = 30.0
+# How long an outcome's append may wait for its acknowledgement before it is tried again.
+_APPEND_TIMEOUT_S = 30.0
 
 
 def _decode(tp: TopicPartition, rec: ConsumerRecord[bytes, bytes]) -> DeliveryDue | None:
@@ -149,6 +152,9 @@ class Sender:
             max_request_size=MAX_TOPIC_MESSAGE_BYTES,
             partitioner=CachedPartitioner(),
         )
+        # An attempt's outcome records (events, retry, end of the message) leave with every
+        # other attempt's of the same turn of the loop: one batch per partition.
+        self._appender = BatchAppender(self._producer, timeout_s=_APPEND_TIMEOUT_S)
         self._http: aiohttp.ClientSession | None = None
         self._stalled = False  # set by _watch_stalls, cleared once records were held back
         self._last_tick = time.monotonic()
@@ -157,6 +163,7 @@ class Sender:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._producer.start()
+        await self._resources.enter_async_context(self._appender)
         await self._resources.enter_async_context(self._keys)
         resolver = GuardedResolver(
             allow_private=self.cfg.allow_private_destinations,
@@ -333,15 +340,16 @@ class Sender:
         delay = 0.1
         while True:
             try:
-                futures = []
-                for role, key, record in records:
-                    value = None if record is None else codec.encode(record)  # type: ignore[arg-type]
-                    futures.append(
-                        await self._producer.send(
-                            self._topic_of[role], key=key.encode(), value=value
+                await self._appender.append(
+                    [
+                        (
+                            self._topic_of[role],
+                            key.encode(),
+                            None if record is None else codec.encode(record),  # type: ignore[arg-type]
                         )
-                    )
-                await asyncio.gather(*futures)
+                        for role, key, record in records
+                    ]
+                )
                 return
             except KafkaError as exc:
                 log.warning("appending a delivery outcome failed, retrying: %r", exc)
