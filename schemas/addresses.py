@@ -18,6 +18,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 import idna
@@ -73,6 +74,7 @@ _LABEL = re.compile(r"[a-z0-9_-]+")  # LDH, plus "_" (compose/k8s service names 
 _NUMERIC = re.compile(r"[0-9]+|0x[0-9a-f]*")
 
 
+@lru_cache(maxsize=4096)  # a pure check of a name every publish and attempt repeats
 def wire_host(host: str) -> str:
     """The host as a resolver and the HTTP client will see it; ValueError says why it is none.
 

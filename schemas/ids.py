@@ -6,13 +6,21 @@ import secrets
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
+# Two digits per division: half the big-int divisions of a digit at a time (two ids per publish
+# were 4% of the API's samples).
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+
+
 def _base58(raw: bytes) -> str:
     n = int.from_bytes(raw, "big")
+    if not n:
+        return _ALPHABET[0]
     out = []
     while n:
-        n, r = divmod(n, 58)
-        out.append(_ALPHABET[r])
-    return "".join(reversed(out)) or _ALPHABET[0]
+        n, r = divmod(n, 3364)
+        out.append(_PAIRS[r])
+    digits = "".join(reversed(out))
+    return digits[1:] if digits[0] == _ALPHABET[0] else digits  # the top pair's leading zero
 
 
 def message_id() -> str:

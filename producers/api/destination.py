@@ -21,6 +21,7 @@ from kafstash.producers.api.errors import ApiError
 from kafstash.schemas.addresses import Allowlist, check_host, wire_host
 
 _SCHEME_FIX = re.compile(r"^(https?):/(?!/)")
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _MAX_URL = 2048
 _NO_ALLOWLIST = Allowlist()
 
@@ -64,7 +65,7 @@ def validate_url(url: str, *, allow_private: bool, allowlist: Allowlist = _NO_AL
     """Return ``url`` if kafstash may deliver to it, else raise ApiError(400) with the reason."""
     if len(url) > _MAX_URL:
         raise ApiError(f"invalid destination url: longer than {_MAX_URL} characters")
-    if any(ord(c) < 0x21 or c == "\x7f" for c in url):
+    if _CONTROL.search(url):
         raise ApiError("invalid destination url: contains whitespace or control characters")
     try:
         parts = urlsplit(url)

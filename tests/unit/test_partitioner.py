@@ -3,8 +3,9 @@
 import os
 
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-from kafstash.schemas.partitioner import CachedPartitioner, partition_of
+from kafstash.schemas.partitioner import CachedPartitioner, murmur2, partition_of
 
 
 def test_same_partition_as_the_default_partitioner_for_every_key() -> None:
@@ -31,3 +32,11 @@ def test_a_record_without_key_goes_to_an_available_partition() -> None:
     ours = CachedPartitioner()
     assert {ours(None, [0, 1, 2, 3], [2]) for _ in range(20)} == {2}
     assert {ours(None, [0, 1], []) for _ in range(50)} <= {0, 1}
+
+
+def test_murmur2_is_aiokafkas_for_every_length() -> None:
+    # Every tail length (0-3 bytes past the last word) and keys past the precompiled word counts.
+    for n in [*range(70), 255, 256, 257, 300, 1024]:
+        for _ in range(30):
+            key = os.urandom(n)
+            assert murmur2(key) == aiokafka_murmur2(key)
