@@ -1,5 +1,6 @@
-"""Appends in batches: every record handed over in one turn of the event loop leaves in one
-batch per partition, and each caller awaits one ticket for all of its records.
+"""Appends in batches: the records callers hand over while a partition's previous batch is on its
+way leave together in that partition's next batch, and each caller awaits one ticket for all
+of its records.
 
 aiokafka's ``send()`` costs about 35 CPU-µs per record once its future is gathered (partition
 lookup, a future per record, the accumulator's per-record path); filling a ``BatchBuilder``
@@ -8,9 +9,9 @@ test broker, 40,000 records of 1.7 KB, in batches of 64). The API appends one re
 publish and the sender three per attempt, from many concurrent tasks: this turns their
 appends into the "one produce-and-ack per batch" the hot paths are designed around.
 
-Order: one flusher hands rounds to the producer in the order they were taken, and records of
-one partition keep their order within a round, so two records of one key are acknowledged in
-the order they were appended (the idempotent producer keeps a partition's batches in order).
+Order: one lane per partition hands its records over in the order they were appended, so two
+records of one key are acknowledged in that order (the idempotent producer keeps a
+partition's batches in order).
 """
 
 from __future__ import annotations
@@ -59,88 +60,107 @@ class _Ticket:
             self.future.set_exception(exc)
 
 
+class _Lane:
+    """The records waiting for one partition, and the task that hands them over."""
+
+    __slots__ = ("items", "ready", "task")
+
+    def __init__(self) -> None:
+        self.items: list[tuple[_Ticket, Record]] = []
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+
 class BatchAppender:
     """Batches the appends of concurrent callers onto ``producer`` (started and stopped by its
-    owner). ``timeout_s`` bounds how long a ticket may wait for its acknowledgement."""
+    owner). ``timeout_s`` bounds how long a ticket may wait for its acknowledgement.
+
+    One lane per partition: ``send_batch`` waits while the partition's previous batch is still
+    queued (the idempotent producer has one request in flight per partition), and a lane that
+    waits holds up only its own partition while its next batch fills. A single flusher for all
+    partitions waited on one partition at a time: the end-to-end p99 at 1,000 publishes/s rose
+    from 104 to 398 ms in the benchmark.
+    """
 
     def __init__(self, producer: AIOKafkaProducer, *, timeout_s: float) -> None:
         self._producer = producer
         self._timeout_s = timeout_s
-        self._queue: list[tuple[_Ticket, Record]] = []
-        self._ready = asyncio.Event()
+        self._lanes: dict[tuple[str, int], _Lane] = {}
         self._waiting: deque[_Ticket] = deque()  # in start order, for the timeout sweep
-        self._tasks: list[asyncio.Task[None]] = []
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
-        self._tasks = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._sweep())]
+        self._sweeper = asyncio.create_task(self._sweep())
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for task in self._tasks:
+        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        for task in [*tasks, *([self._sweeper] if self._sweeper else [])]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for ticket, _ in self._queue:
-            ticket.failed(AppendTimeout("the appender closed before the record left"))
-        self._queue.clear()
+        for lane in self._lanes.values():
+            for ticket, _ in lane.items:
+                ticket.failed(AppendTimeout("the appender closed before the record left"))
+            lane.items.clear()
 
-    def append(self, records: Sequence[Record]) -> asyncio.Future[None]:
-        """Queue ``records``; the future resolves once all of them are acknowledged, or fails
-        with the first KafkaError (AppendTimeout past the timeout)."""
+    async def append(self, records: Sequence[Record]) -> None:
+        """Append ``records`` and return once all of them are acknowledged; raises the first
+        KafkaError (AppendTimeout past the timeout)."""
+        if not records:
+            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         ticket = _Ticket(future, len(records), time.monotonic())
-        if not records:
-            future.set_result(None)
-            return future
-        self._queue.extend((ticket, record) for record in records)
-        self._waiting.append(ticket)
-        self._ready.set()
-        return future
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            round_, self._queue = self._queue, []
-            try:
-                await self._hand_over(round_)
-            except Exception as exc:  # a round that could not be handed over fails its callers
-                log.warning("append of %d records failed: %r", len(round_), exc)
-                for ticket, _ in round_:
-                    ticket.failed(exc if isinstance(exc, KafkaError) else KafkaError(repr(exc)))
-
-    async def _hand_over(self, round_: list[tuple[_Ticket, Record]]) -> None:
-        by_partition: dict[tuple[str, int], list[tuple[_Ticket, Record]]] = {}
-        counts: dict[str, int] = {}  # read once a round: a topic may gain partitions
-        for item in round_:
-            topic, key, _ = item[1]
-            count = counts.get(topic)
-            if count is None:
-                known = self._producer.client.cluster.partitions_for_topic(topic)
-                count = counts[topic] = len(known or await self._producer.partitions_for(topic))
+        cluster = self._producer.client.cluster
+        for record in records:
+            topic, key, _ = record
+            known = cluster.partitions_for_topic(topic)  # read each time: topics may grow
+            count = len(known or await self._producer.partitions_for(topic))
             # The partition the producer's own partitioner (CachedPartitioner) would choose.
             part = (
                 partition_of(key, count) if key is not None else random.randrange(count)  # noqa: S311 - load spreading
             )
-            by_partition.setdefault((topic, part), []).append(item)
-        for (topic, part), items in by_partition.items():
-            start = 0
-            while start < len(items):
-                batch = self._producer.create_batch()
-                end = start
-                while end < len(items):
-                    _, key, value = items[end][1]
-                    if batch.append(key=key, value=value, timestamp=None) is None:
-                        break
-                    end += 1
-                if end == start:
-                    raise KafkaError("a record is larger than the producer's batch size")
-                batch.close()
-                ack = await self._producer.send_batch(batch, topic, partition=part)
-                ack.add_done_callback(_settle(items[start:end]))
-                start = end
+            lane = self._lanes.get((topic, part))
+            if lane is None:
+                lane = self._lanes[(topic, part)] = _Lane()
+                lane.task = asyncio.create_task(self._run(lane, topic, part))
+            lane.items.append((ticket, record))
+            lane.ready.set()
+        self._waiting.append(ticket)
+        await future
+
+    async def _run(self, lane: _Lane, topic: str, part: int) -> None:
+        while True:
+            await lane.ready.wait()
+            lane.ready.clear()
+            items, lane.items = lane.items, []
+            try:
+                await self._hand_over(topic, part, items)
+            except Exception as exc:  # what could not be handed over fails its callers
+                log.warning(
+                    "append of %d records to %s/%d failed: %r", len(items), topic, part, exc
+                )
+                for ticket, _ in items:
+                    ticket.failed(exc if isinstance(exc, KafkaError) else KafkaError(repr(exc)))
+
+    async def _hand_over(self, topic: str, part: int, items: list[tuple[_Ticket, Record]]) -> None:
+        start = 0
+        while start < len(items):
+            batch = self._producer.create_batch()
+            end = start
+            while end < len(items):
+                _, key, value = items[end][1]
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    break
+                end += 1
+            if end == start:
+                raise KafkaError("a record is larger than the producer's batch size")
+            batch.close()
+            ack = await self._producer.send_batch(batch, topic, partition=part)
+            ack.add_done_callback(_settle(items[start:end]))
+            start = end
 
     async def _sweep(self) -> None:
         # One timer for every waiting caller, instead of a timeout context per append.
