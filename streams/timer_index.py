@@ -75,9 +75,24 @@ async def run_due(
 ) -> None:
     """Forever: hand every due ``(time, key)`` to ``send`` (which routes it through the partition
     owner), then sleep until the next one is due, or a second, or an earlier key is added."""
+
+    async def send_each(pairs: list[tuple[int, str]]) -> None:
+        for due, key in pairs:
+            await send(due, key)
+
+    await run_due_batches(index, now_ms, send_each)
+
+
+async def run_due_batches(
+    index: DueIndex,
+    now_ms: Callable[[], int],
+    send: Callable[[list[tuple[int, str]]], Awaitable[object]],
+) -> None:
+    """``run_due``, handing ``send`` each pop's due pairs at once (at most 10,000, due order)."""
     while True:
         now = now_ms()
-        for due, key in index.pop_due(now):
-            await send(due, key)
+        pairs = index.pop_due(now)
+        if pairs:
+            await send(pairs)
         nxt = index.next_due()
         await index.wait(1.0 if nxt is None else min(1.0, (nxt - now_ms()) / 1000))
