@@ -355,8 +355,10 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
         for item in cmd.fires:
             key = item.message_id.encode()
             raw_row = delay_table.get(key)
-            row = _delay_row.decode(raw_row) if raw_row else None
-            await apply(delay.on_fire(item, row, now_ms=now), delay_table, key)
+            if not raw_row:
+                continue  # no row: fired already (a replay, a stale pair); on_fire ignores it
+            step = delay.on_fire(item, _delay_row.decode(raw_row), now_ms=now)
+            await apply(step, delay_table, key)
 
     @delay_table.on_recover
     async def rebuild_index() -> None:
@@ -456,6 +458,6 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
                     names["timers"], key, codec.encode(cmd), partition, None, None
                 )
 
-        await run_due_batches(index, now_ms, send_fires)
+        await run_due_batches(index, now_ms, send_fires, delay.FIRE_GATHER_S)
 
     return app

@@ -256,3 +256,23 @@ async def test_run_due_batches_hands_over_each_pop_at_once(index: DueIndex) -> N
         assert batches == [[(900 + i, f"k{i}") for i in range(5)]]
     finally:
         task.cancel()
+
+
+async def test_run_due_batches_gathers_pairs_that_keep_falling_due(index: DueIndex) -> None:
+    index.add(900, "first")
+    batches: list[list[tuple[int, str]]] = []
+
+    async def send(pairs: list[tuple[int, str]]) -> None:
+        batches.append(pairs)
+        if len(batches) == 1:  # more fall due right after the first pop
+            index.add(950, "a")
+            index.add(960, "b")
+
+    task = asyncio.create_task(run_due_batches(index, lambda: 1_000, send, gather_s=0.2))
+    try:
+        await asyncio.sleep(0.05)
+        assert batches == [[(900, "first")]]  # the first went at once; the next pop waits
+        await asyncio.sleep(0.3)
+        assert batches == [[(900, "first")], [(950, "a"), (960, "b")]]
+    finally:
+        task.cancel()
