@@ -68,6 +68,26 @@ class Fire(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", 
     due: int
 
 
+class FireItem(Struct, frozen=True, kw_only=True, rename="camel"):
+    """One due message of a ``FireMany``: the pair a ``Fire`` carries."""
+
+    message_id: str
+    due: int
+
+
+class FireMany(
+    Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="fire-many"
+):
+    """The timer found every one of ``fires`` due; the partition owner decides each in order.
+
+    Unlike the other timer commands it goes to an explicit partition, the one every message id
+    in ``fires`` hashes to, so that every row it touches lives on the partition the agent writes
+    the changelog of. Its key is the first message id (which hashes there too).
+    """
+
+    fires: tuple[FireItem, ...]
+
+
 class Cancel(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type", tag="cancel"):
     """Drop ``message_id`` from the delay table; later retries of it are dropped too."""
 
@@ -76,8 +96,10 @@ class Cancel(Struct, frozen=True, kw_only=True, rename="camel", tag_field="type"
     requested_at: int
 
 
-# Topic ``<prefix>.timers``, keyed by message id (Tick: by schedule key, see schemas/schedules.py).
-TimerCommand = Schedule | Fire | Cancel | Tick
+# Topic ``<prefix>.timers``, keyed by message id (Tick: by schedule key, see schemas/schedules.py;
+# FireMany: by its first message id, on the partition of all of them). Fire is no longer written
+# but still read: a rolling upgrade finds it in the topic.
+TimerCommand = Schedule | Fire | FireMany | Cancel | Tick
 
 
 class DeliveryDue(

@@ -14,7 +14,8 @@ class Topics:
     - ``table_requests``: the requests the accept step can only decide with its tables (a dedup
       key, a workflow run, waitForEvent), forwarded from ``requests`` by the stream workers'
       intake under the same key; every other request is accepted by the intake itself.
-    - ``timers``: TimerCommand (Schedule / Fire / Cancel) keyed by message id: the delay table.
+    - ``timers``: TimerCommand (Schedule / Fire / FireMany / Cancel) keyed by message id: the
+      delay table (a FireMany goes to the partition of all its message ids, keyed by the first).
     - ``deliveries``: DeliveryDue keyed by message id; consumed by the sender group.
     - ``events``: MessageEvent state changes keyed by message id (the audit log's source).
     - ``messages``: compacted view of pending messages (Message or a tombstone) keyed by message id.

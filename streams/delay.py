@@ -4,13 +4,16 @@ One row per message id (first delivery and every retry pass through here). A can
 leaves a ``Canceled`` row so that a retry still in flight at the sender is dropped when it returns.
 """
 
+from collections.abc import Iterable
+
 import msgspec
 from msgspec import Struct
 
-from kafstash.schemas.commands import Cancel, DeliveryDue, Fire, Schedule
+from kafstash.schemas.commands import Cancel, DeliveryDue, Fire, FireItem, FireMany, Schedule
 from kafstash.schemas.defaults import CANCELED_MARKER_TTL_MS
 from kafstash.schemas.events import MessageEvent
 from kafstash.schemas.message import Message
+from kafstash.schemas.partitioner import partition_of
 from kafstash.streams.effects import Emit, Step
 from kafstash.streams.gate import first_attempt
 
@@ -45,14 +48,64 @@ def on_schedule(cmd: Schedule, row: Row | None, *, now_ms: int) -> Step:
     return Step(put=Pending(message=cmd.message, due=cmd.due, retried=cmd.retried), wake_at=cmd.due)
 
 
-def on_fire(cmd: Fire, row: Row | None, *, now_ms: int) -> Step:
+def on_fire(cmd: Fire | FireItem, row: Row | None, *, now_ms: int) -> Step:
     # Only the row's current due time counts: a Fire for an older schedule of the same message
-    # (rescheduled since, or fired twice after a rebalance) is ignored.
+    # (rescheduled since, or fired twice after a rebalance, or replayed after a crash: the row is
+    # gone) is ignored. A FireMany is this, item by item, each reading the row as the previous
+    # items left it.
     if isinstance(row, Pending) and row.due == cmd.due and row.due <= now_ms:
         return Step(emits=(_due(row.message, row.retried, now_ms),), delete=True)
     if isinstance(row, Canceled) and row.expires_at == cmd.due and row.expires_at <= now_ms:
         return Step(delete=True)
     return Step()
+
+
+# A FireMany is bounded so that one record stays far below the timers topic's max.message.bytes
+# (1 MiB + 64 KiB, kafstash/provision.py) and one event's work stays short: 500 fires are about
+# 35 KB with the API's ids. The byte bound is for long ids from Kafka-native producers; even if
+# JSON escaped every byte of them six-fold the record would stay under 400 KiB.
+MAX_FIRES_PER_RECORD = 500
+MAX_FIRE_ID_BYTES = 64 * 1024
+# While messages keep falling due, the timer pops every FIRE_GATHER_S (timer_index.py's
+# run_due_batches): a burst of 10,000 in one second popped every millisecond made 3,266
+# records of three fires (median), and the agent's cost per record, not per fire, set the pace.
+# 20 ms made them 156 records of 60 fires, for at most 20 ms of lateness.
+FIRE_GATHER_S = 0.02
+
+
+def fire_records(pairs: Iterable[tuple[int, str]], partitions: int) -> list[tuple[int, FireMany]]:
+    """The due ``(time, message id)`` pairs of one pop as FireMany records, each with the
+    partition (of ``partitions``) that every one of its message ids hashes to: one record per
+    partition, split at ``MAX_FIRES_PER_RECORD`` fires or ``MAX_FIRE_ID_BYTES`` of ids. Each
+    partition's pairs keep their order."""
+    out: list[tuple[int, FireMany]] = []
+    open_: dict[int, tuple[list[FireItem], int]] = {}
+    for due, message_id in pairs:
+        raw = message_id.encode()
+        partition = partition_of(raw, partitions)
+        items, size = open_.get(partition, ([], 0))
+        if items and (len(items) >= MAX_FIRES_PER_RECORD or size + len(raw) > MAX_FIRE_ID_BYTES):
+            out.append((partition, FireMany(fires=tuple(items))))
+            items, size = [], 0
+        items.append(FireItem(message_id=message_id, due=due))
+        open_[partition] = (items, size + len(raw))
+    out.extend((partition, FireMany(fires=tuple(items))) for partition, (items, _) in open_.items())
+    return out
+
+
+def misrouted(cmd: FireMany, partition: int, partitions: int) -> tuple[FireMany, tuple[Fire, ...]]:
+    """The fires of ``cmd`` whose rows live on ``partition``, and the others as single Fires
+    (keyed by message id, so the producer routes each to its row). ``fire_records`` never mixes
+    partitions; this keeps a hand-written or mis-sent record from writing a row's changelog to
+    another partition than its own."""
+    here: list[FireItem] = []
+    away: list[Fire] = []
+    for item in cmd.fires:
+        if partition_of(item.message_id.encode(), partitions) == partition:
+            here.append(item)
+        else:
+            away.append(Fire(message_id=item.message_id, due=item.due))
+    return (cmd if not away else FireMany(fires=tuple(here))), tuple(away)
 
 
 def on_cancel(cmd: Cancel, row: Row | None, *, now_ms: int) -> Step:

@@ -22,6 +22,8 @@ from typing import Any
 
 import faust
 
+from kafstash.streams import fetch_wait
+
 
 class _ReadOffsets(defaultdict[Any, int | None]):
     """faust's ``Consumer._read_offset``, answering the fetch loop for the record in hand."""
@@ -58,7 +60,8 @@ def guard(consumer: Any) -> Any:
 
 
 class App(faust.App):
-    """A faust app whose consumer never drops a record fetched again after a seek back."""
+    """A faust app whose consumer never drops a record fetched again after a seek back, and
+    whose fetches wait 100 ms at most (fetch_wait.py)."""
 
     def _new_consumer(self) -> Any:
-        return guard(super()._new_consumer())
+        return fetch_wait.shorten(guard(super()._new_consumer()))

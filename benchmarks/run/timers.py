@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import msgspec
 from aiokafka import ConsumerRecord
 
-from benchmarks.harness import HOST, memory_mb
+from benchmarks.harness import HOST, CpuMeter, memory_mb
 from benchmarks.run.context import Bench
 from benchmarks.run.drains import rate_of
 from benchmarks.run.figures import Figures, number, per_message_us, quantiles, ratio
@@ -94,6 +94,7 @@ class Timers:
     rss_after_recovery_mb: float | None
     rss_peak_recovery_mb: float | None
     intake_cpu: dict[str, float]  # CPU-µs per row taken in, start-up included
+    burst_cpu: dict[str, float]  # CPU-µs per burst delivery, from its due second on
 
     @property
     def spread(self) -> int:
@@ -167,6 +168,7 @@ async def run(bench: Bench, n: int) -> Timers:
         rss_after_recovery_mb=recovery.rss,
         rss_peak_recovery_mb=recovery.rss_peak,
         intake_cpu=intake_cpu,
+        burst_cpu=fire.cpu,
     )
 
 
@@ -277,6 +279,7 @@ class _Fire:
     deliveries: int
     lateness_ms: tuple[float, ...]
     early: int
+    cpu: dict[str, float]  # CPU-µs per burst delivery, due second → the last one appended
 
 
 async def _burst(
@@ -309,7 +312,15 @@ async def _burst(
     async def delivered() -> int:
         return await bench.offsets.total(bench.topics.deliveries)
 
-    await bench.wait_until(delivered, burst, cap, poll=0.5)
+    # The firing alone: from the due second's start (the burst is in the table by then) until
+    # every burst delivery is appended; the profile (--py-spy) covers the same span.
+    await asyncio.sleep(max(0.0, due_s - time.time()))
+    meter = CpuMeter(bench.pids)
+    cpu0 = meter.start()
+    detach = await bench.pyspy.attach("streams-burst", _alive(bench.stack))
+    samples, _ = await bench.wait_until(delivered, burst, cap, poll=0.5)
+    fire_cpu = per_message_us(meter.span(cpu0).seconds, samples[-1][1])
+    await detach()
     late: dict[str, float] = {}
     early = deliveries = 0
 
@@ -333,6 +344,7 @@ async def _burst(
         deliveries=deliveries,
         lateness_ms=tuple(sorted(late.values())),
         early=early,
+        cpu=fire_cpu,
     )
 
 
@@ -487,4 +499,5 @@ def figures(t: Timers) -> Figures:
         "timers_rss_mb_after_recovery": number(t.rss_after_recovery_mb, 1),
         "timers_rss_mb_peak_recovery": number(t.rss_peak_recovery_mb, 1),
         "cpu_us_per_msg_timers_intake": t.intake_cpu,
+        "cpu_us_per_msg_timers_burst": t.burst_cpu,
     }

@@ -69,3 +69,4 @@ def test_timers_phase_fires_the_burst_and_recovers_after_kill_9(
     assert fig["timers_recovery_s"] > 0
     assert fig["timers_burst_lateness_max_ms"] >= fig["timers_burst_lateness_p99_ms"]
     assert fig["cpu_us_per_msg_timers_intake"]["streams"] > 0
+    assert fig["cpu_us_per_msg_timers_burst"]["streams"] > 0

@@ -14,6 +14,8 @@ from kafstash.schemas.commands import (
     DeliveryDue,
     ExpireDedup,
     Fire,
+    FireItem,
+    FireMany,
     PublishRequest,
     Schedule,
 )
@@ -48,6 +50,7 @@ MSG = Message(
         PublishRequest(request_id="r", message=MSG, dedup_key="u:id:d", reply=True),
         Schedule(message=MSG, due=5, retried=2),
         Fire(message_id="msg_1", due=5),
+        FireMany(fires=(FireItem(message_id="msg_1", due=5), FireItem(message_id="m2", due=6))),
         Cancel(message_id="msg_1", user_id="u", requested_at=3),
         DeliveryDue(message=MSG, retried=1, due=4),
         Accepted(request_id="r", message_id="msg_1", deduplicated=True),
@@ -72,6 +75,18 @@ def test_timer_commands_decode_by_tag() -> None:
     assert codec.decode_timer(codec.encode(Fire(message_id="m", due=1))) == Fire(
         message_id="m", due=1
     )
+    many = FireMany(fires=(FireItem(message_id="m", due=1),))
+    assert codec.decode_timer(codec.encode(many)) == many
+
+
+def test_a_fire_written_before_fire_many_still_reads() -> None:
+    # A rolling upgrade: single Fire records an older worker wrote are still in the topic.
+    assert codec.decode_timer(b'{"type":"fire","messageId":"msg_1","due":7}') == Fire(
+        message_id="msg_1", due=7
+    )
+    assert codec.decode_timer(
+        b'{"type":"fire-many","fires":[{"messageId":"msg_1","due":7}]}'
+    ) == FireMany(fires=(FireItem(message_id="msg_1", due=7),))
 
 
 def test_wire_is_camel_case_with_base64_body() -> None:

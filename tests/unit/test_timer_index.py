@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kafstash.streams.disk_timer_index import DiskTimerIndex
-from kafstash.streams.timer_index import DueIndex, TimerIndex, run_due
+from kafstash.streams.timer_index import DueIndex, TimerIndex, run_due, run_due_batches
 
 NOW = 1_700_000_000_000
 
@@ -237,5 +237,42 @@ async def test_run_due_sends_what_is_due_and_wakes_for_an_earlier_key(index: Due
         index.add(1_500, "added")  # wakes the sleeping loop at once
         await asyncio.sleep(0.05)
         assert sent == [(900, "past"), (1_500, "added")]
+    finally:
+        task.cancel()
+
+
+async def test_run_due_batches_hands_over_each_pop_at_once(index: DueIndex) -> None:
+    for i in range(5):
+        index.add(900 + i, f"k{i}")
+    index.add(10_000_000, "far")
+    batches: list[list[tuple[int, str]]] = []
+
+    async def send(pairs: list[tuple[int, str]]) -> None:
+        batches.append(pairs)
+
+    task = asyncio.create_task(run_due_batches(index, lambda: 1_000, send))
+    try:
+        await asyncio.sleep(0.05)
+        assert batches == [[(900 + i, f"k{i}") for i in range(5)]]
+    finally:
+        task.cancel()
+
+
+async def test_run_due_batches_gathers_pairs_that_keep_falling_due(index: DueIndex) -> None:
+    index.add(900, "first")
+    batches: list[list[tuple[int, str]]] = []
+
+    async def send(pairs: list[tuple[int, str]]) -> None:
+        batches.append(pairs)
+        if len(batches) == 1:  # more fall due right after the first pop
+            index.add(950, "a")
+            index.add(960, "b")
+
+    task = asyncio.create_task(run_due_batches(index, lambda: 1_000, send, gather_s=0.2))
+    try:
+        await asyncio.sleep(0.05)
+        assert batches == [[(900, "first")]]  # the first went at once; the next pop waits
+        await asyncio.sleep(0.3)
+        assert batches == [[(900, "first")], [(950, "a"), (960, "b")]]
     finally:
         task.cancel()
