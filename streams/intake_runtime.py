@@ -42,17 +42,20 @@ from kafstash.schemas.topics import Topics
 from kafstash.streams import metrics
 from kafstash.streams.effects import Step
 from kafstash.streams.intake import Forward, Unreadable, route
+from kafstash.views.appender import BatchAppender, Record
 
 log = logging.getLogger(__name__)
 
 _BATCH = 2_000
 _IN_FLIGHT = 4  # batches produced and not yet acknowledged; the next poll waits beyond this
 _RETRY_S = 1.0
+# How long a batch's records may wait for their acknowledgement before the batch is read again.
+_APPEND_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
-    acks: asyncio.Future[list[object]]
+    acks: asyncio.Future[None]
     starts: dict[TopicPartition, int]  # first offset read, per partition
     ends: dict[TopicPartition, int]  # the offset to commit once acknowledged
 
@@ -122,12 +125,15 @@ class Intake:
             max_request_size=MAX_TOPIC_MESSAGE_BYTES + 64 * 1024,
             partitioner=CachedPartitioner(),
         )
+        # A batch's records leave as one batch per partition, acknowledged as one ticket.
+        self._appender = BatchAppender(self._producer, timeout_s=_APPEND_TIMEOUT_S)
 
     async def run(self) -> None:
         """Until cancelled."""
         log.info("intake starting (group %s)", self.cfg.group_id)
         await self._producer.start()
         try:
+            await self._appender.__aenter__()
             await self._start_where_the_stream_workers_were()
             self._consumer.subscribe([self.cfg.topics.requests], listener=_Rebalance(self))
             await self._consumer.start()
@@ -141,6 +147,7 @@ class Intake:
                         await self._settle(wait="all")
                 await self._consumer.stop()
         finally:
+            await self._appender.__aexit__(None, None, None)
             await self._producer.stop()
 
     # -- the group ---------------------------------------------------------------------------
@@ -272,8 +279,7 @@ class Intake:
     ) -> _Batch:
         now_ms = int(self._clock() * 1000)
         window = self.cfg.dedup_window_ms
-        send = self._producer.send
-        acks: list[asyncio.Future[object]] = []
+        out: list[Record] = []
         accepted = forwarded = unreadable = 0
         for records in batch.values():
             for rec in records:
@@ -283,17 +289,18 @@ class Intake:
                     for emit in routed.emits:
                         value = None if emit.value is None else codec.encode(emit.value)
                         topic = self._topic_of[emit.topic]
-                        acks.append(await send(topic, value, emit.key.encode()))
+                        out.append((topic, emit.key.encode(), value))
                 elif isinstance(routed, Forward):
                     forwarded += 1
                     topic = self.cfg.topics.table_requests
-                    acks.append(await send(topic, rec.value, rec.key))
+                    out.append((topic, rec.key, rec.value))
                 elif isinstance(routed, Unreadable):
                     unreadable += 1
                     log.warning("dropping unreadable publish request: %s", routed.reason)
         metrics.intake(accepted=accepted, forwarded=forwarded, unreadable=unreadable)
         return _Batch(
-            acks=asyncio.gather(*acks),
+            # A task: batches hand their records to the appender in the order they were read.
+            acks=asyncio.ensure_future(self._appender.append(out)),
             starts={tp: recs[0].offset for tp, recs in batch.items()},
             ends={tp: recs[-1].offset + 1 for tp, recs in batch.items()},
         )

@@ -88,6 +88,7 @@ class BatchAppender:
         self._lanes: dict[tuple[str, int], _Lane] = {}
         self._waiting: deque[_Ticket] = deque()  # in start order, for the timeout sweep
         self._sweeper: asyncio.Task[None] | None = None
+        self._resolving = asyncio.Lock()
 
     async def __aenter__(self) -> Self:
         self._sweeper = asyncio.create_task(self._sweep())
@@ -114,10 +115,26 @@ class BatchAppender:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         ticket = _Ticket(future, len(records), time.monotonic())
         cluster = self._producer.client.cluster
+        topics = {topic for topic, _, _ in records}
+        if self._resolving.locked() or any(cluster.partitions_for_topic(t) is None for t in topics):
+            # A topic's partitions are not known yet: wait for them in line, so that callers
+            # arriving meanwhile append after this one (the lock is FIFO), in call order.
+            async with self._resolving:
+                for topic in topics:
+                    await self._producer.partitions_for(topic)
+                self._enqueue(ticket, records)
+        else:
+            self._enqueue(ticket, records)
+        self._waiting.append(ticket)
+        await future
+
+    def _enqueue(self, ticket: _Ticket, records: Sequence[Record]) -> None:
+        # Nothing awaits here: a caller's records enter their lanes together, so two callers'
+        # records of one key never interleave.
+        cluster = self._producer.client.cluster
         for record in records:
             topic, key, _ = record
-            known = cluster.partitions_for_topic(topic)  # read each time: topics may grow
-            count = len(known or await self._producer.partitions_for(topic))
+            count = len(cluster.partitions_for_topic(topic) or ())  # a topic may gain partitions
             # The partition the producer's own partitioner (CachedPartitioner) would choose.
             part = (
                 partition_of(key, count) if key is not None else random.randrange(count)  # noqa: S311 - load spreading
@@ -128,8 +145,6 @@ class BatchAppender:
                 lane.task = asyncio.create_task(self._run(lane, topic, part))
             lane.items.append((ticket, record))
             lane.ready.set()
-        self._waiting.append(ticket)
-        await future
 
     async def _run(self, lane: _Lane, topic: str, part: int) -> None:
         while True:

@@ -64,6 +64,8 @@ async def test_concurrent_callers_records_are_acked_on_their_keys_partitions_in_
     await producer.start()
     try:
         async with BatchAppender(producer, timeout_s=10) as appender:
+            # No topic's partitions are known yet: the first caller looks them up, and those
+            # arriving meanwhile wait in line behind it, still appending in call order.
 
             async def caller(i: int) -> None:
                 # Three records per caller over two topics, like a sender's attempt outcome.
