@@ -198,8 +198,9 @@ class Sender:
             await self.drain(list(self._trackers))
             await self._consumer.stop()
             await self._http.close()
-            await self._producer.stop()
+            # The appender (in resources) stops its lanes before the producer they hand over to.
             await self._resources.aclose()
+            await self._producer.stop()
 
     async def _poll_once(self) -> None:
         batch = await self._consumer.getmany(timeout_ms=200, max_records=self.cfg.concurrency)
