@@ -23,6 +23,7 @@ from kafstash.schemas.message import Message
 from kafstash.schemas.partitioner import CachedPartitioner, partition_of
 from kafstash.streams.delay import MAX_FIRES_PER_RECORD
 from tests.stack import Stack
+from tests.topic_reader import read_topic
 
 pytestmark = pytest.mark.broker
 
@@ -73,34 +74,6 @@ async def _produce(
         await producer.stop()
 
 
-async def _read_all(
-    bootstrap: str, topic: str, expect: int, timeout_s: float
-) -> list[tuple[int, bytes, bytes]]:
-    """Every record of ``topic`` as (partition, key, value) once ``expect`` arrived and a quiet
-    second passed (or the time ran out)."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    got: list[tuple[int, bytes, bytes]] = []
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        quiet_until = None
-        while loop.time() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for tp, recs in batch.items():
-                got += [(tp.partition, r.key or b"", r.value or b"") for r in recs]
-            if len(got) >= expect:
-                if batch or quiet_until is None:
-                    quiet_until = loop.time() + 1.0
-                elif loop.time() > quiet_until:
-                    break
-    finally:
-        await consumer.stop()
-    return got
-
-
 async def _consumed_to_end(bootstrap: str, group: str, topic: str, timeout_s: float) -> None:
     """Until ``group`` has committed the end offset of every partition of ``topic``."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
@@ -137,12 +110,14 @@ def test_messages_due_together_are_fired_in_batches_and_delivered_once(
         requests = [(*_request(i, due), None) for i in range(COUNT)]
         await _produce(stack.bootstrap, topics.requests, requests)
 
-        delivered = await _read_all(stack.bootstrap, topics.deliveries, COUNT, timeout_s=90)
+        delivered = await read_topic(
+            stack.bootstrap, topics.deliveries, COUNT, timeout_s=90, quiet_s=1.0
+        )
         counts = _deliveries(delivered)
         assert len(counts) == COUNT
         assert set(counts.values()) == {1}, "a message was delivered twice"
 
-        timers = await _read_all(stack.bootstrap, topics.timers, 1, timeout_s=10)
+        timers = await read_topic(stack.bootstrap, topics.timers, 1, timeout_s=10, quiet_s=1.0)
         fired = [
             (partition, key, cmd, raw)
             for partition, key, raw in timers
@@ -165,7 +140,9 @@ def test_messages_due_together_are_fired_in_batches_and_delivered_once(
         await _consumed_to_end(
             stack.bootstrap, settings.streams_app_id, topics.timers, timeout_s=60
         )
-        again = await _read_all(stack.bootstrap, topics.deliveries, COUNT, timeout_s=30)
+        again = await read_topic(
+            stack.bootstrap, topics.deliveries, COUNT, timeout_s=30, quiet_s=1.0
+        )
         assert _deliveries(again) == counts
 
     asyncio.run(scenario())

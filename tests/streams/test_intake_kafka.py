@@ -21,6 +21,7 @@ from kafstash.schemas.message import Message
 from kafstash.schemas.partitioner import CachedPartitioner
 from kafstash.schemas.topics import Topics
 from kafstash.streams.intake_runtime import Intake, IntakeConfig
+from tests.topic_reader import read_topic
 
 pytestmark = pytest.mark.broker
 
@@ -78,29 +79,8 @@ class Deployment:
     async def read(
         self, topic: str, expect: int, timeout_s: float = 30
     ) -> list[tuple[int, bytes, bytes]]:
-        """Every record of ``topic`` as (partition, key, value), once ``expect`` arrived (or the
-        time ran out), plus whatever else came within a quiet half second after it."""
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest", group_id=None
-        )
-        await consumer.start()
-        got: list[tuple[int, bytes, bytes]] = []
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout_s
-            quiet_until = None
-            while loop.time() < deadline:
-                batch = await consumer.getmany(timeout_ms=200)
-                for tp, recs in batch.items():
-                    got += [(tp.partition, r.key or b"", r.value or b"") for r in recs]
-                if len(got) >= expect:
-                    if batch:
-                        quiet_until = loop.time() + 0.5
-                    elif quiet_until is not None and loop.time() > quiet_until:
-                        break
-        finally:
-            await consumer.stop()
-        return got
+        """Every record of ``topic`` once ``expect`` arrived, and a quiet half second after."""
+        return await read_topic(self.bootstrap, topic, expect, timeout_s=timeout_s)
 
     async def committed(self, group: str) -> dict[int, int]:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
