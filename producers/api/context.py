@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive
 
 from kafstash.producers.api import destination, keys, metrics
 from kafstash.producers.api.auth import Authenticator
@@ -116,17 +117,7 @@ class ApiContext:
     async def read_body(self, request: Request, limit: int | None = None) -> bytes:
         """The request body, refused with 413 as soon as it passes ``limit`` (never buffered)."""
         limit = self.config.limits.max_body_bytes if limit is None else limit
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"message body is larger than {limit} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"message body is larger than {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await receive_body(request.receive, request.headers.get("content-length"), limit)
 
     async def check_destination(self, dest: str) -> str:
         if "://" in dest and not destination.is_url(dest):
@@ -302,6 +293,30 @@ def accepted_json(
         return 201, out
     [(_, dedup)] = results
     return (202 if dedup else 201), out[0]
+
+
+class ClientGone(ClientDisconnect):
+    """The caller disconnected before its body arrived: there is nobody to answer."""
+
+
+async def receive_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """An ASGI request's body, refused with 413 on a ``declared`` length past ``limit`` or as
+    soon as what arrived passes it."""
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"message body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"message body is larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def results_json(

@@ -19,8 +19,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kafstash.producers.api import destination
-from kafstash.producers.api.context import ApiContext, accepted_json
-from kafstash.producers.api.errors import ApiError, PayloadTooLarge, error_response
+from kafstash.producers.api.context import ApiContext, ClientGone, accepted_json, receive_body
+from kafstash.producers.api.errors import ApiError, error_response
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,6 @@ PREFIX = "/v2/publish/"
 _TOKEN_PARAM = b"qstash_token"
 _JSON = (b"content-type", b"application/json")
 _encode = msgspec.json.Encoder().encode
-
-
-class ClientGone(Exception):
-    """The caller disconnected before its body arrived: there is nobody to answer."""
 
 
 class PublishRoute:
@@ -83,29 +79,8 @@ class PublishRoute:
             user,
             dest,
             pairs,
-            functools.partial(read_body, receive, declared, api.config.limits.max_body_bytes),
+            functools.partial(receive_body, receive, declared, api.config.limits.max_body_bytes),
             client[0] if client else None,
         )
         status, out = accepted_json(to_group, reqs, await api.submit(reqs))
         return status, _encode(out)
-
-
-async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` (as ``read_body`` of
-    :class:`ApiContext` does for Starlette requests)."""
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"message body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        assert isinstance(chunk, bytes)
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"message body is larger than {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -17,10 +17,10 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from kafstash.producers.api.app import Api
-from kafstash.producers.api.context import ApiConfig
+from kafstash.producers.api.context import ApiConfig, ClientGone, receive_body
 from kafstash.producers.api.errors import ApiError, handle_api_error
 from kafstash.producers.api.publish import PublishLimits
-from kafstash.producers.api.publish_route import ClientGone, PublishRoute, read_body
+from kafstash.producers.api.publish_route import PublishRoute
 from kafstash.schemas import codec
 from kafstash.schemas.commands import Accepted, PublishRequest
 from kafstash.schemas.groups import Endpoint, UrlGroup, group_key
@@ -211,16 +211,16 @@ async def test_a_body_in_chunks_is_joined_and_refused_once_it_passes_the_limit()
     async def receive() -> dict[str, Any]:
         return messages.pop(0)
 
-    assert await read_body(receive, None, 4) == b"abcd"
+    assert await receive_body(receive, None, 4) == b"abcd"
 
     messages[:] = [
         {"type": "http.request", "body": b"abc", "more_body": True},
         {"type": "http.request", "body": b"de", "more_body": False},
     ]
     with pytest.raises(ApiError, match="larger than 4 bytes"):
-        await read_body(receive, None, 4)
+        await receive_body(receive, None, 4)
     with pytest.raises(ApiError, match="larger than 4 bytes"):
-        await read_body(receive, "5", 4)  # refused on the declared length, nothing read
+        await receive_body(receive, "5", 4)  # refused on the declared length, nothing read
 
 
 async def test_a_caller_gone_before_its_body_is_not_answered() -> None:
@@ -228,4 +228,4 @@ async def test_a_caller_gone_before_its_body_is_not_answered() -> None:
         return {"type": "http.disconnect"}
 
     with pytest.raises(ClientGone):
-        await read_body(receive, None, 4)
+        await receive_body(receive, None, 4)
