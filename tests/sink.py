@@ -9,6 +9,7 @@ route, and verifies every signature with the official Python SDK's Receiver. Rou
 - ``/slow/{ms}/...``: 200 after ``ms`` milliseconds
 - ``/retry-after/{s}/...``: 503 with ``Retry-After: s`` on the first attempt, then 200
 - ``/nonretryable/...``: 489 with ``Upstash-NonRetryable-Error: true``
+- ``/set-cookie/...``: 200 with ``Set-Cookie: sink-session=...`` (a destination that keeps a session)
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from qstash import Receiver
+
+SESSION_COOKIE = "sink-session"  # what ``/set-cookie/`` routes set
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,8 @@ class Sink:
             status, extra = 503, {"Retry-After": parts[1]}
         elif route == "nonretryable":
             status, extra = 489, {"Upstash-NonRetryable-Error": "true"}
+        elif route == "set-cookie":
+            extra = {"Set-Cookie": f"{SESSION_COOKIE}={mid}; Path=/"}
         receipt = Receipt(
             path=request.path_qs,
             method=request.method,

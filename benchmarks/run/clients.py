@@ -45,7 +45,10 @@ async def client_aiohttp(
     # Configured as sinks/http/sender.py configures it.
     connector = aiohttp.TCPConnector(limit=conc, ttl_dns_cache=30)
     async with aiohttp.ClientSession(
-        connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        connector=connector,
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent",),
+        cookie_jar=aiohttp.DummyCookieJar(),
     ) as s:
 
         async def one() -> None:

@@ -176,7 +176,12 @@ class Sender:
             resolver=resolver,
         )
         self._http = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+            # One client serves every user's deliveries: a jar would send the cookie one
+            # destination set with the next delivery to that host, whoever published it.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._consumer.subscribe([self.cfg.topics.deliveries], listener=_Rebalance(self))
         await self._consumer.start()
