@@ -9,7 +9,7 @@ route, and verifies every signature with the official Python SDK's Receiver. Rou
 - ``/slow/{ms}/...``: 200 after ``ms`` milliseconds
 - ``/retry-after/{s}/...``: 503 with ``Retry-After: s`` on the first attempt, then 200
 - ``/nonretryable/...``: 489 with ``Upstash-NonRetryable-Error: true``
-- ``/set-cookie/...``: 200 with ``Set-Cookie: sink-session=...`` (a destination that keeps a session)
+- ``/set-cookie/...``: 200 with ``Set-Cookie: sink-session=<message id>``
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ ids never become labels). Label children are cached, so a delivery costs two dic
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -65,6 +66,16 @@ def outcome_label(outcome: Outcome, *, status: int | None, timed_out: bool) -> s
             return "failed"
 
 
+@functools.lru_cache(maxsize=4096)
+def _host_of(url: str) -> str:
+    """The URL's host, lowercase; empty when it has none or does not parse (cached: a sender
+    labels every attempt, mostly to the same few destinations)."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
 class HostLabels:
     """Destination host → label, capped: hosts past the first ``limit`` share ``other``."""
 
@@ -73,10 +84,7 @@ class HostLabels:
         self._hosts: set[str] = set()
 
     def __call__(self, url: str) -> str:
-        try:
-            host = (urlsplit(url).hostname or "").lower()
-        except ValueError:
-            return OTHER
+        host = _host_of(url)
         if not host:
             return OTHER
         if host in self._hosts:

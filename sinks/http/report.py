@@ -1,5 +1,6 @@
 """What the sender appends after an attempt: events, the retry, the end of the message's life."""
 
+import functools
 from collections.abc import Iterable
 from typing import TypedDict
 
@@ -281,6 +282,11 @@ def header_lists(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     """A response's headers as QStash stores them: Go-canonical names to value lists."""
     out: dict[str, list[str]] = {}
     for name, value in pairs:
-        key = "-".join(p[:1].upper() + p[1:].lower() for p in name.split("-"))
-        out.setdefault(key, []).append(value)
+        out.setdefault(_canonical(name), []).append(value)
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical(name: str) -> str:
+    # Destinations answer with the same few header names: computed once each.
+    return "-".join(p[:1].upper() + p[1:].lower() for p in name.split("-"))
