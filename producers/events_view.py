@@ -206,6 +206,7 @@ class EventsView:
             self._on_record,
             from_beginning=False,
             start_at_ms=self._now_ms() - retention_ms,
+            fetch_min_bytes=64 * 1024,
         )
         self._pruner: asyncio.Task[None] | None = None
 

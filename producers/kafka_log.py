@@ -121,7 +121,9 @@ class MessagesView:
         self._messages: dict[str, tuple[str, bytes]] = {}  # id -> (user id, encoded Message)
         # Ids finished before our own local insert could land; keeps a stale entry from reappearing.
         self._gone: OrderedDict[str, None] = OrderedDict()
-        self._follower = TopicFollower(bootstrap, topic, self._on_record, from_beginning=True)
+        self._follower = TopicFollower(
+            bootstrap, topic, self._on_record, from_beginning=True, fetch_min_bytes=64 * 1024
+        )
 
     async def __aenter__(self) -> Self:
         await self._follower.__aenter__()

@@ -46,6 +46,7 @@ class TopicFollower:
         *,
         from_beginning: bool = True,
         start_at_ms: int | None = None,
+        fetch_min_bytes: int = 1,
     ) -> None:
         self.topic = topic
         self._on_record = on_record
@@ -53,6 +54,7 @@ class TopicFollower:
         # Read from the first record at or after this time (Kafka's time index) instead.
         self._start_at_ms = start_at_ms
         self._bootstrap = bootstrap
+        self._fetch_min_bytes = fetch_min_bytes
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self.caught_up = asyncio.Event()
@@ -65,6 +67,7 @@ class TopicFollower:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=50,
+            fetch_min_bytes=self._fetch_min_bytes,
         )
         await self._consumer.start()
         try:
