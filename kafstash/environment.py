@@ -180,6 +180,12 @@ ARCHIVE_INTERVAL = Var(
 ARCHIVE_MAX_ROWS = Var(
     "KAFSTASH_ARCHIVE_MAX_ROWS", 50_000, "archiver flush row threshold", frozenset({ARCHIVER})
 )
+ARCHIVE_SESSION_TIMEOUT = Var(
+    "KAFSTASH_ARCHIVE_SESSION_TIMEOUT",
+    30.0,
+    "archiver consumer-group session, seconds: how soon a dead archiver's partitions move on",
+    frozenset({ARCHIVER}),
+)
 ARCHIVE_MAINTAIN_EVERY = Var(
     "KAFSTASH_ARCHIVE_MAINTAIN_EVERY",
     0.0,

@@ -231,7 +231,7 @@ def events_history(settings: Settings, env: dict[str, str] | None = None) -> Eve
 def archiver_config(
     settings: Settings, env: dict[str, str] | None = None, *, create_dirs: bool = True
 ) -> ArchiverConfig:
-    """Archiver settings: KAFSTASH_ARCHIVE_INTERVAL (s), KAFSTASH_ARCHIVE_MAX_ROWS, the catalog.
+    """Archiver settings: KAFSTASH_ARCHIVE_INTERVAL (s), _MAX_ROWS, _SESSION_TIMEOUT (s), catalog.
 
     ``create_dirs=False`` for the read commands, which must not leave state behind."""
 
@@ -246,8 +246,15 @@ def archiver_config(
     try:
         interval = float(env.get(E.ARCHIVE_INTERVAL.name) or E.ARCHIVE_INTERVAL.default)
         max_rows = int(env.get(E.ARCHIVE_MAX_ROWS.name) or E.ARCHIVE_MAX_ROWS.default)
+        session = float(
+            env.get(E.ARCHIVE_SESSION_TIMEOUT.name) or E.ARCHIVE_SESSION_TIMEOUT.default
+        )
     except ValueError as exc:
-        raise ConfigError(f"KAFSTASH_ARCHIVE_INTERVAL / _MAX_ROWS: {exc}") from exc
+        raise ConfigError(
+            f"KAFSTASH_ARCHIVE_INTERVAL / _MAX_ROWS / _SESSION_TIMEOUT: {exc}"
+        ) from exc
+    if session <= 0:
+        raise ConfigError(f"{E.ARCHIVE_SESSION_TIMEOUT.name} must be positive, not {session:g}")
     try:
         catalog = CatalogConfig.from_env(
             env, home=settings.home, namespace=settings.topics.prefix, create_dirs=create_dirs
@@ -261,6 +268,7 @@ def archiver_config(
         catalog=catalog,
         interval_s=interval,
         max_rows=max_rows,
+        session_timeout_s=session,
         maintenance=archive_maintenance(env),
     )
 

@@ -117,3 +117,50 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         scopes = {d.scope for defs in info.name2fixturedefs.values() for d in defs}
         if scopes & {"class", "module", "package"}:
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+# pytest-xdist (3.8) tells the controller an item's group by appending "@<group>" to its node id,
+# and writes that into `item._nodeid`; pytest 9.2 reads node ids from `item._id`, so the suffix
+# went missing without a word and every test was a unit of its own (pytest-xdist#1386): the
+# fault scenarios ran two at a time and a module's shared fixture started on both workers (the
+# sender-pause scenario ran twice, 25 s each). Where xdist's suffix did not take, the hook below
+# writes it the way pytest reads it; a grouped test that still lacks it fails at setup, so a
+# later pytest or xdist cannot drop the groups silently again.
+
+
+def _group_suffix(item: pytest.Item) -> str | None:
+    names = {
+        str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+        for mark in item.iter_markers("xdist_group")
+    }
+    return "@" + "_".join(sorted(names)) if names else None
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")  # after xdist's
+def pytest_collection_modifyitems_group_ids(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    if not getattr(config.option, "loadgroup", False):  # set in xdist's workers only
+        return
+    try:
+        from _pytest.nodeid import NodeId  # noqa: PLC0415 - pytest >= 9.2
+    except ImportError:
+        return  # an older pytest reads `_nodeid`: xdist's own suffix took
+    for item in items:
+        suffix = _group_suffix(item)
+        if suffix is None or item.nodeid.endswith(suffix):
+            continue
+        if isinstance(getattr(item, "_id", None), NodeId):
+            item._id = NodeId.parse(item.nodeid + suffix)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if not getattr(item.config.option, "loadgroup", False):
+        return
+    suffix = _group_suffix(item)
+    if suffix is not None and not item.nodeid.endswith(suffix):
+        pytest.fail(
+            f"--dist loadgroup did not group this test ({suffix[1:]}): pytest-xdist could not "
+            "write the group into its node id (tests/conftest.py)",
+            pytrace=False,
+        )

@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 60.0
 DEFAULT_MAX_ROWS = 50_000
+# How long the group waits for a silent member before it hands that member's partitions on: an
+# archiver restarted after kill -9 resumes once its dead predecessor's session has expired.
+DEFAULT_SESSION_TIMEOUT_S = 30.0
+_MAX_HEARTBEAT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class ArchiverConfig:
     catalog: CatalogConfig
     interval_s: float = DEFAULT_INTERVAL_S
     max_rows: int = DEFAULT_MAX_ROWS
+    session_timeout_s: float = DEFAULT_SESSION_TIMEOUT_S
     maintenance: MaintainSchedule = field(default_factory=lambda: MaintainSchedule(every_s=0))
     on_ready: Callable[[], None] | None = None  # called once the table is open, partitions held
 
@@ -113,8 +118,9 @@ class Archiver:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=5_000,
-            session_timeout_ms=30_000,
-            heartbeat_interval_ms=3_000,
+            session_timeout_ms=int(cfg.session_timeout_s * 1000),
+            # A third of the session at most, so two heartbeats may be lost before it expires.
+            heartbeat_interval_ms=int(min(_MAX_HEARTBEAT_S, cfg.session_timeout_s / 3) * 1000),
             max_poll_interval_ms=600_000,
         )
 

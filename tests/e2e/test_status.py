@@ -4,7 +4,10 @@ has no member."""
 
 from __future__ import annotations
 
+import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -31,6 +34,29 @@ def status(stack: Stack) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[@-_])")
+
+
+def read_until(terminal: int, text: str | None, timeout: float) -> str:
+    """What a pty shows (escape sequences removed) until ``text`` appears, or until the process
+    on its other end has exited (``text=None``)."""
+    deadline = time.monotonic() + timeout
+    raw = b""
+    while time.monotonic() < deadline:
+        shown = ANSI.sub("", raw.decode(errors="replace"))
+        if text is not None and text in shown:
+            return shown
+        if select.select([terminal], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(terminal, 65536)
+            except OSError:  # EIO: the other end is closed
+                chunk = b""
+            if not chunk:
+                return ANSI.sub("", raw.decode(errors="replace"))
+            raw += chunk
+    raise AssertionError(f"no {text!r} on the terminal after {timeout}s:\n{raw[-2000:]!r}")
 
 
 def cells(out: str, topic: str) -> list[str]:
@@ -116,16 +142,28 @@ def test_status_shows_each_stage_and_fails_when_one_has_no_member(
             assert int(row[-2]) == 3
             assert row[-1] != "0s"
 
-            # --watch refreshes until Ctrl-C, then exits with the last reading's status.
-            watch = subprocess.Popen(
+            # --watch refreshes until Ctrl-C, then exits with the last reading's status. On a
+            # terminal (a pty) it draws every reading as it comes, so Ctrl-C follows the first
+            # reading that shows the stalled stage (start-up takes seconds on a loaded machine).
+            terminal, child_end = pty.openpty()
+            with subprocess.Popen(
                 [sys.executable, "-m", "kafstash", "status", "--watch", "--interval", "0.5"],
-                env={**stack.env, "COLUMNS": "200"},
-                stdout=subprocess.PIPE,
+                env={**stack.env, "COLUMNS": "200", "LINES": "200"},
+                stdout=child_end,
                 stderr=subprocess.PIPE,
                 text=True,
-            )
-            time.sleep(15)  # start-up and a first reading take seconds on a loaded machine
-            watch.send_signal(signal.SIGINT)
-            out, err = watch.communicate(timeout=30)
+            ) as watch:
+                os.close(child_end)
+                try:
+                    drawn = read_until(terminal, "no members: sender", timeout=60)
+                    assert "no members: sender" in drawn, drawn
+                    watch.send_signal(signal.SIGINT)
+                    after = read_until(terminal, None, timeout=30)  # to its exit
+                    _, err = watch.communicate(timeout=30)
+                finally:
+                    os.close(terminal)
+                    if watch.poll() is None:
+                        watch.kill()
             assert watch.returncode == 1, err
-            assert "no members: sender" in out
+            last_frame = after.rsplit("kafstash status", 1)[-1]  # each reading opens with it
+            assert "no members: sender" in last_frame, after
