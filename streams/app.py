@@ -208,9 +208,17 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
 
     @app.task  # type: ignore[untyped-decorator]
     async def read_back() -> None:
-        async with recent:
-            recent_open.set()
-            await asyncio.Event().wait()  # open until this task is cancelled
+        while True:  # until the broker answers: a replay waits for it rather than guess
+            try:
+                async with recent:
+                    recent_open.set()
+                    await asyncio.Event().wait()  # open until this task is cancelled
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                recent_open.clear()
+                log.exception("read-back consumer failed, retrying")
+                await asyncio.sleep(1.0)
 
     async def not_yet_out(emits: tuple[Emit, ...], since_ms: int) -> tuple[Emit, ...]:
         await recent_open.wait()
