@@ -184,7 +184,9 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
         emits = step.emits
         if step.claim and step.put is not None:
             table[key] = _encoder.encode(step.put)
-            # This row's own changelog record, acknowledged (a failure raises: nothing goes out).
+            # Sent now rather than after the producer's linger (the flush's wait), and this
+            # row's own changelog record acknowledged: the flush does not raise if it failed.
+            await app.producer.flush()
             await table.last_write
         elif step.unless_since is not None:
             emits = await not_yet_out(emits, step.unless_since)
