@@ -67,10 +67,10 @@ def accept(
     if not req.dedup_key:
         out = _records(message, now_ms=now_ms)
         return Step(emits=(*out, *(reply if req.reply else ())))
-    # The row is claimed before the records go out. Written after them instead (as before), a
-    # worker killed between their acknowledgement and the row's left no row, and the replay
-    # delivered the message a second time (tests/faults/test_schedule_groups_restart.py).
-    # The caller's answer goes out last, once the records are durable too.
+    # The row is claimed before the records go out. Written after them, a worker killed between
+    # their acknowledgement and the row's left no row, and the replay delivered the message a
+    # second time (tests/faults/test_schedule_groups_restart.py). The caller's answer goes out
+    # last, once the records are durable too.
     claim = DedupEntry(message_id=mid, expires_at=now_ms + window_ms, claimed_at=now_ms)
     return Step(
         emits=_records(message, now_ms=now_ms),
