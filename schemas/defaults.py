@@ -45,3 +45,6 @@ GLOBAL_PARALLELISM_MAX: Final = 0  # /v2/globalParallelism: 0 = no account-wide 
 # Destination hosts the sender's metrics name one by one (KAFSTASH_METRICS_MAX_HOSTS); the rest
 # share the label "other", so a fan-out to many hosts cannot blow up Prometheus' series count.
 DEFAULT_MAX_METRIC_HOSTS: Final = 50
+# A replay of a claimed dedup row reads back its records from this long before the claim: the
+# claim's time is the stream worker's clock, a record's the producer's (streams/replay.py).
+REPLAY_MARGIN_MS: Final = 5_000

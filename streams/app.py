@@ -30,6 +30,7 @@ from kafstash.schemas.commands import (
     PublishRequest,
     Schedule,
 )
+from kafstash.schemas.defaults import REPLAY_MARGIN_MS
 from kafstash.schemas.partitioner import CachedPartitioner
 from kafstash.schemas.routing import request_key
 from kafstash.schemas.schedules import ScheduleSpec, ScheduleState, Tick
@@ -57,15 +58,18 @@ from kafstash.streams import (
     gate_runtime,
     metrics,
     refetch,
+    replay,
     schedule,
     waiters,
     workflow,
 )
+from kafstash.streams.acked_table import AckedTable
 from kafstash.streams.disk_timer_index import DiskTimerIndex
 from kafstash.streams.effects import Emit, Step
 from kafstash.streams.groups_view import GroupsView
 from kafstash.streams.intake_runtime import Intake, IntakeConfig
 from kafstash.streams.timer_index import DueIndex, TimerIndex, run_due, run_due_batches
+from kafstash.views.recent import RecentRecords
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +123,7 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
         broker_heartbeat_interval=3.0,
         table_standby_replicas=0,
         web_enabled=False,
+        Table=AckedTable,  # every table: a claim waits for its own changelog record
         stream_wait_empty=False,
         key_serializer="raw",
         value_serializer="raw",
@@ -176,18 +181,59 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
         return acks
 
     async def apply(step: Step, table: Any, key: bytes, timer: DueIndex = index) -> None:
-        acks = await send(step.emits)
-        if step.put_after_acks:
+        emits = step.emits
+        if step.claim and step.put is not None:
+            table[key] = _encoder.encode(step.put)
+            # Sent now rather than after the producer's linger (the flush's wait), and this
+            # row's own changelog record acknowledged: the flush does not raise if it failed.
+            await app.producer.flush()
+            await table.last_write
+        elif step.unless_since is not None:
+            emits = await not_yet_out(emits, step.unless_since)
+        acks = await send(emits)
+        if step.put_after_acks or step.then:
             await asyncio.gather(*acks)
         if step.delete:
             table.pop(key, None)
-        if step.put is not None:
+        if step.put is not None and not step.claim:
             table[key] = _encoder.encode(step.put)
+            if step.then:
+                await app.producer.flush()  # the row's changelog record is acknowledged
         if step.then:
-            await app.producer.flush()  # the row's changelog record is acknowledged
             await send(step.then)
         if step.wake_at is not None:
             timer.add(step.wake_at, key.decode())
+
+    # Reads back, on a replay only, what a claimed run already produced (Step.unless_since).
+    recent = RecentRecords(cfg.bootstrap)
+    recent_open = asyncio.Event()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def read_back() -> None:
+        while True:  # until the broker answers: a replay waits for it rather than guess
+            try:
+                async with recent:
+                    recent_open.set()
+                    await asyncio.Event().wait()  # open until this task is cancelled
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                recent_open.clear()
+                log.exception("read-back consumer failed, retrying")
+                await asyncio.sleep(1.0)
+
+    async def not_yet_out(emits: tuple[Emit, ...], since_ms: int) -> tuple[Emit, ...]:
+        await recent_open.wait()
+        # Record times come from the producer's clock; the claim's from ``clock``: a margin
+        # covers the two disagreeing (reading more costs only time, on a replay).
+        found = await recent.since(replay.wanted(emits, names), since_ms - REPLAY_MARGIN_MS)
+        left = replay.missing(emits, found, names)
+        log.info(
+            "replayed a claimed request: %d of %d records were out already",
+            len(emits) - len(left),
+            len(emits),
+        )
+        return left
 
     def dedup_row(key: bytes) -> dedup.DedupEntry | None:
         raw = dedup_table.get(key)

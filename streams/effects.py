@@ -28,8 +28,15 @@ class Step:
     delete: bool = False  # remove the table row
     wake_at: int | None = None  # the row is due at this time (ms): tell the timer index
     # Write the row only after every emit is acknowledged, so that finding the row later
-    # proves the emits are durable (a replay can then skip them instead of repeating them);
-    # ``then`` is sent once the row itself is durable (the API answers on it).
+    # proves the emits are durable (a replay can then skip them instead of repeating them).
     put_after_acks: bool = False
+    # Write the row, and wait for its acknowledgement, before producing any emit: a replay that
+    # does not find the row knows that none of them went out. One that finds it cannot tell
+    # which did (the worker may have died between the two), hence ``unless_since``.
+    claim: bool = False
+    # Produce only the emits not already in their topic partition at or after this time (ms):
+    # the replay of a step whose row was claimed then, whose emits may be partly out.
+    unless_since: int | None = None
+    # Sent once the row and the emits are durable (the API answers on it).
     then: tuple[Emit, ...] = ()
     notes: tuple[str, ...] = field(default=())

@@ -121,14 +121,15 @@ def test_first_request_with_dedup_key_records_the_key_and_answers() -> None:
 
     step = accept(_request(msg, dedup_key=KEY, reply=True), None, now_ms=NOW, window_ms=WINDOW)
 
-    assert step.put == DedupEntry(message_id="msg_new", expires_at=NOW + WINDOW)
+    assert step.put == DedupEntry(message_id="msg_new", expires_at=NOW + WINDOW, claimed_at=NOW)
     assert step.emits == (
         _created(msg),
         Emit("messages", "msg_new", msg),
         Emit("deliveries", "msg_new", DeliveryDue(message=msg, retried=0, due=NOW)),
     )
-    # The row is written once those are acknowledged; the answer only once the row is durable.
-    assert step.put_after_acks is True
+    # The row is claimed (durable) before those are produced; the answer once they are durable.
+    assert step.claim is True
+    assert step.put_after_acks is False
     assert step.then == (_decision("msg_new", deduplicated=False),)
 
 
@@ -137,7 +138,8 @@ def test_first_request_with_dedup_key_and_no_reply_emits_no_decision() -> None:
 
     step = accept(_request(msg, dedup_key=KEY, reply=False), None, now_ms=NOW, window_ms=WINDOW)
 
-    assert step.put == DedupEntry(message_id="msg_new", expires_at=NOW + WINDOW)
+    assert step.put == DedupEntry(message_id="msg_new", expires_at=NOW + WINDOW, claimed_at=NOW)
+    assert step.claim is True
     assert [e.topic for e in step.emits] == ["events", "messages", "deliveries"]
     assert step.then == ()
 
@@ -171,7 +173,7 @@ def test_duplicate_at_the_expiry_instant_is_accepted_as_new() -> None:
 
     step = accept(_request(msg, dedup_key=KEY, reply=True), old, now_ms=NOW, window_ms=WINDOW)
 
-    assert step.put == DedupEntry(message_id="msg_second", expires_at=NOW + WINDOW)
+    assert step.put == DedupEntry(message_id="msg_second", expires_at=NOW + WINDOW, claimed_at=NOW)
     assert step.emits[0] == _created(msg)
     assert step.then == (_decision("msg_second", deduplicated=False),)
 
@@ -182,7 +184,7 @@ def test_duplicate_after_expiry_is_accepted_as_new() -> None:
 
     step = accept(_request(msg, dedup_key=KEY, reply=True), old, now_ms=NOW, window_ms=WINDOW)
 
-    assert step.put == DedupEntry(message_id="msg_second", expires_at=NOW + WINDOW)
+    assert step.put == DedupEntry(message_id="msg_second", expires_at=NOW + WINDOW, claimed_at=NOW)
     assert step.emits == (
         _created(msg),
         Emit("messages", "msg_second", msg),
@@ -191,27 +193,36 @@ def test_duplicate_after_expiry_is_accepted_as_new() -> None:
     assert step.then == (_decision("msg_second", deduplicated=False),)
 
 
-def test_replay_after_crash_repeats_only_the_answer() -> None:
+def test_replay_of_an_older_versions_row_repeats_only_the_answer() -> None:
+    # Rows without ``claimed_at`` were written once the records were acknowledged.
     msg = _message("msg_same")
     req = _request(msg, dedup_key=KEY, reply=True)
-    first = accept(req, None, now_ms=NOW, window_ms=WINDOW)
-    assert first.put == DedupEntry(message_id="msg_same", expires_at=NOW + WINDOW)
-
-    # The row was written, the input offset was not committed: the same record comes again.
-    later = NOW + 2_000
     row = DedupEntry(message_id="msg_same", expires_at=NOW + WINDOW)
-    again = accept(req, row, now_ms=later, window_ms=WINDOW)
 
-    # The row exists only because the first run's records were acknowledged before it was
-    # written (put_after_acks): delivering again would be a duplicate. The answer is repeated.
-    assert first.put_after_acks is True
-    assert again.put is None  # the row keeps expires_at = NOW + WINDOW
-    assert again.delete is False
-    assert again.emits == (_decision("msg_same", deduplicated=False),)
-    assert again.emits == first.then
+    again = accept(req, row, now_ms=NOW + 2_000, window_ms=WINDOW)
+
+    assert again == Step(emits=(_decision("msg_same", deduplicated=False),))
 
 
-def test_replay_without_reply_emits_nothing() -> None:
+def test_replay_of_a_claimed_request_rebuilds_its_records_unless_out() -> None:
+    msg = _message("msg_same", not_before=NOW + 1_000)
+    req = _request(msg, dedup_key=KEY, reply=True)
+    first = accept(req, None, now_ms=NOW, window_ms=WINDOW)
+    assert first.put is not None
+
+    # The worker died after the claim: the same record comes again, later. The records are
+    # those the first run built (a Schedule: it was delayed then, though due by now), to be
+    # produced only where the first run did not get them out; the row stays as it is.
+    again = accept(req, first.put, now_ms=NOW + 5_000, window_ms=WINDOW)  # type: ignore[arg-type]
+
+    assert again.emits == first.emits
+    assert again.unless_since == NOW
+    assert again.put is None
+    assert again.claim is False
+    assert again.then == first.then == (_decision("msg_same", deduplicated=False),)
+
+
+def test_replay_without_reply_of_an_older_versions_row_emits_nothing() -> None:
     msg = _message("msg_same")
     req = _request(msg, dedup_key=KEY, reply=False)
     row = DedupEntry(message_id="msg_same", expires_at=NOW + WINDOW)
