@@ -34,7 +34,10 @@ from tests.workflow_sdk import (
     wait_run_state,
 )
 
-pytestmark = [pytest.mark.broker, pytest.mark.js]
+# One at a time: each test starts `kafstash dev`, which prefers the fixed metrics ports 9401-9404
+# (checked free, then bound by the roles a few seconds later). Run on both xdist workers at once,
+# one instance took the other's ports in between and its streams served no metrics (CI, 04:09).
+pytestmark = [pytest.mark.broker, pytest.mark.js, pytest.mark.xdist_group("kafstash-dev")]
 
 
 BANNER = "kafstash dev is running. Point the QStash SDKs here:"
