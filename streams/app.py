@@ -11,6 +11,7 @@ path") has the profiles behind the producer settings.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -67,6 +68,7 @@ from kafstash.streams.acked_table import AckedTable
 from kafstash.streams.disk_timer_index import DiskTimerIndex
 from kafstash.streams.effects import Emit, Step
 from kafstash.streams.groups_view import GroupsView
+from kafstash.streams.handled import until_handled
 from kafstash.streams.intake_runtime import Intake, IntakeConfig
 from kafstash.streams.timer_index import DueIndex, TimerIndex, run_due, run_due_batches
 from kafstash.views.recent import RecentRecords
@@ -95,6 +97,12 @@ class StreamsConfig:
     replication: int = 1
     dedup_window_ms: int = 3_600_000
     store: str = "rocksdb://"
+
+
+def _at(event: Any) -> str:
+    """Where an event was read, for the log: topic/partition@offset."""
+    m = event.message
+    return f"{m.topic}/{m.partition}@{m.offset}"
 
 
 def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per agent
@@ -313,7 +321,8 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     @app.agent(requests)
     async def accept(stream: Any) -> None:
         async for event in stream.events():
-            await accept_one(event.value)
+            raw = event.value
+            await until_handled(functools.partial(accept_one, raw), what=f"request {_at(event)}")
 
     async def accept_one(raw: bytes) -> None:
         try:
@@ -363,7 +372,10 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     @app.agent(timers)
     async def hold(stream: Any) -> None:
         async for event in stream.events():
-            await hold_one(event.value, event.message.partition)
+            raw, partition = event.value, event.message.partition
+            await until_handled(
+                functools.partial(hold_one, raw, partition), what=f"timer {_at(event)}"
+            )
 
     async def hold_one(raw: bytes, partition: int) -> None:
         try:
@@ -444,22 +456,26 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     @app.agent(topic(t.schedules))
     async def schedules(stream: Any) -> None:
         async for event in stream.events():
-            key = event.key
-            if not key:
-                continue
-            async with cron_lock:
-                row = cron_row(key)
-                if event.value is None:
-                    user_id, _, schedule_id = key.decode().partition("/")
-                    step = schedule.on_delete(user_id, schedule_id, row)
-                else:
-                    try:
-                        spec = _spec.decode(event.value)
-                    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                        log.warning("dropping unreadable schedule: %s", exc)
-                        continue
-                    step = schedule.on_spec(spec, row, now_ms=now_ms())
-                await apply(step, cron_table, key, ticks)
+            key, value = event.key, event.value
+            if key:
+                await until_handled(
+                    functools.partial(schedule_one, key, value), what=f"schedule {_at(event)}"
+                )
+
+    async def schedule_one(key: bytes, value: bytes | None) -> None:
+        async with cron_lock:
+            row = cron_row(key)
+            if value is None:
+                user_id, _, schedule_id = key.decode().partition("/")
+                step = schedule.on_delete(user_id, schedule_id, row)
+            else:
+                try:
+                    spec = _spec.decode(value)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    log.warning("dropping unreadable schedule: %s", exc)
+                    return
+                step = schedule.on_spec(spec, row, now_ms=now_ms())
+            await apply(step, cron_table, key, ticks)
 
     @cron_table.on_recover
     async def rebuild_ticks() -> None:

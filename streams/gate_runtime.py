@@ -4,6 +4,7 @@ decodes commands, reads and writes rows, sends what a GateStep says and ticks ra
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,6 +17,7 @@ from kafstash.schemas.gates import GateCommand, GateTick
 from kafstash.schemas.message import Message
 from kafstash.streams import gate
 from kafstash.streams.effects import Emit
+from kafstash.streams.handled import until_handled
 from kafstash.streams.timer_index import TimerIndex, run_due
 
 log = logging.getLogger(__name__)
@@ -46,30 +48,36 @@ def wire_gates(
     @app.agent(gates_topic)
     async def gate_agent(stream: Any) -> None:
         async for event in stream.events():
-            if event.key is None:
-                continue
-            try:
-                cmd = _command.decode(event.value)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                log.warning("dropping unreadable gate command: %s", exc)
-                continue
-            key: bytes = event.key
-            raw = table.get(key)
-            row = _row.decode(raw) if raw else None
-            step = gate.decide(key.decode(), cmd, row, load=load, now_ms=now_ms())
-            # Bodies first, then the emits, then the row: a crash in between replays the command,
-            # which the row (not yet updated) lets through again; the receivers dedupe.
-            for body_key, message in step.put_bodies:
-                table[body_key.encode()] = codec.encode(message)
-            await send(step.emits)
-            for body_key in step.drop_bodies:
-                table.pop(body_key.encode(), None)
-            if step.delete_row:
-                table.pop(key, None)
-            elif step.row is not None:
-                table[key] = _encoder.encode(step.row)
-            if step.wake_at is not None:
-                index.add(step.wake_at, key.decode())
+            key, value = event.key, event.value
+            if key is not None:
+                m = event.message
+                await until_handled(
+                    functools.partial(gate_one, key, value),
+                    what=f"gate command {m.topic}/{m.partition}@{m.offset}",
+                )
+
+    async def gate_one(key: bytes, value: bytes) -> None:
+        try:
+            cmd = _command.decode(value)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("dropping unreadable gate command: %s", exc)
+            return
+        raw = table.get(key)
+        row = _row.decode(raw) if raw else None
+        step = gate.decide(key.decode(), cmd, row, load=load, now_ms=now_ms())
+        # Bodies first, then the emits, then the row: a crash in between replays the command,
+        # which the row (not yet updated) lets through again; the receivers dedupe.
+        for body_key, message in step.put_bodies:
+            table[body_key.encode()] = codec.encode(message)
+        await send(step.emits)
+        for body_key in step.drop_bodies:
+            table.pop(body_key.encode(), None)
+        if step.delete_row:
+            table.pop(key, None)
+        elif step.row is not None:
+            table[key] = _encoder.encode(step.row)
+        if step.wake_at is not None:
+            index.add(step.wake_at, key.decode())
 
     @table.on_recover
     async def rebuild_gate_index() -> None:
