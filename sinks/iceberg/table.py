@@ -168,7 +168,7 @@ def open_table(cfg: CatalogConfig, catalog: Catalog | None = None) -> Table:
     """The delivery_log table, creating the namespace and the table if missing, and adding the
     columns an older table lacks (:func:`evolve`)."""
     catalog = catalog or load(cfg)
-    catalog.create_namespace_if_not_exists(cfg.namespace)
+    _ensure_namespace(catalog, cfg.namespace)
     schema = iceberg_schema()
     table = catalog.create_table_if_not_exists(
         cfg.identifier,
@@ -178,6 +178,17 @@ def open_table(cfg: CatalogConfig, catalog: Catalog | None = None) -> Table:
     )
     evolve(table)
     return table
+
+
+def _ensure_namespace(catalog: Catalog, namespace: str) -> None:
+    try:
+        catalog.create_namespace_if_not_exists(namespace)
+    except Exception:
+        # Another process created it between the catalog's existence check and its insert: the
+        # SQL catalog then fails on the unique key (not NamespaceAlreadyExistsError). Seen with
+        # an archiver starting while a reader opened the table (tests/unit/test_open_table_race.py).
+        if not catalog.namespace_exists(namespace):
+            raise
 
 
 def missing_columns(table: Table) -> list[str]:
