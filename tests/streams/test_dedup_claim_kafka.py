@@ -188,4 +188,7 @@ def test_a_kill_between_the_claim_and_the_records_then_a_replay_delivers_once(
         assert _first_attempts(await _read(stack.bootstrap, topics.deliveries, 1)) == [MID]
         assert _created(await _read(stack.bootstrap, topics.events, 1, quiet_s=0.5)) == [MID]
 
-    asyncio.run(scenario())
+    try:
+        asyncio.run(scenario())
+    except AssertionError as exc:  # what the restarted worker did says why
+        raise AssertionError(f"{exc}\nstreams log:\n{stack.tail('streams', 80)}") from exc
