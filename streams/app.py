@@ -99,12 +99,6 @@ class StreamsConfig:
     store: str = "rocksdb://"
 
 
-def _at(event: Any) -> str:
-    """Where an event was read, for the log: topic/partition@offset."""
-    m = event.message
-    return f"{m.topic}/{m.partition}@{m.offset}"
-
-
 def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per agent
     cfg: StreamsConfig, clock: Callable[[], float] = time.time
 ) -> faust.App:
@@ -321,8 +315,9 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     @app.agent(requests)
     async def accept(stream: Any) -> None:
         async for event in stream.events():
-            raw = event.value
-            await until_handled(functools.partial(accept_one, raw), what=f"request {_at(event)}")
+            await until_handled(
+                functools.partial(accept_one, event.value), what="request", at=event.message
+            )
 
     async def accept_one(raw: bytes) -> None:
         try:
@@ -372,9 +367,10 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
     @app.agent(timers)
     async def hold(stream: Any) -> None:
         async for event in stream.events():
-            raw, partition = event.value, event.message.partition
             await until_handled(
-                functools.partial(hold_one, raw, partition), what=f"timer {_at(event)}"
+                functools.partial(hold_one, event.value, event.message.partition),
+                what="timer",
+                at=event.message,
             )
 
     async def hold_one(raw: bytes, partition: int) -> None:
@@ -459,7 +455,7 @@ def create_app(  # noqa: PLR0915 - faust wiring is declarative: one closure per 
             key, value = event.key, event.value
             if key:
                 await until_handled(
-                    functools.partial(schedule_one, key, value), what=f"schedule {_at(event)}"
+                    functools.partial(schedule_one, key, value), what="schedule", at=event.message
                 )
 
     async def schedule_one(key: bytes, value: bytes | None) -> None:

@@ -50,10 +50,8 @@ def wire_gates(
         async for event in stream.events():
             key, value = event.key, event.value
             if key is not None:
-                m = event.message
                 await until_handled(
-                    functools.partial(gate_one, key, value),
-                    what=f"gate command {m.topic}/{m.partition}@{m.offset}",
+                    functools.partial(gate_one, key, value), what="gate command", at=event.message
                 )
 
     async def gate_one(key: bytes, value: bytes) -> None:

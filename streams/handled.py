@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +23,19 @@ FIRST_PAUSE_S = 0.1
 LONGEST_PAUSE_S = 5.0
 
 
+class Where(Protocol):
+    """Where a record was read (a faust ``Message``): named in the log when handling fails."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
 async def until_handled(
     handle: Callable[[], Awaitable[None]],
     *,
     what: str,
+    at: Where,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Await ``handle()`` until it returns, pausing between tries (doubling, capped at
@@ -36,6 +46,9 @@ async def until_handled(
             await handle()
             return
         except Exception:
-            log.exception("handling %s failed; handling it again in %gs", what, pause)
+            log.exception(
+                "handling %s %s/%d@%d failed; handling it again in %gs",
+                what, at.topic, at.partition, at.offset, pause,
+            )  # fmt: skip
         await sleep(pause)
         pause = min(pause * 2, LONGEST_PAUSE_S)

@@ -16,14 +16,11 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from kafstash.config import Settings
-from kafstash.provision import ensure_topics
 from kafstash.schemas import codec
 from kafstash.schemas.commands import DeliveryDue, PublishRequest
 from kafstash.schemas.events import MessageEvent
@@ -31,29 +28,14 @@ from kafstash.schemas.message import Message
 from kafstash.schemas.partitioner import CachedPartitioner, partition_of
 from kafstash.streams.dedup import DedupEntry, accept
 from tests.stack import Stack
+from tests.streams.conftest import PARTITIONS
 
 pytestmark = pytest.mark.broker
 
-PARTITIONS = 2
-READY = "streams ready: delay table recovered"
 MID = "msg_claimed0000000000000001"
 KEY = "defaultUser:schedule:s1:1700000000000:" + MID
 
 Timed = list[tuple[int, bytes, bytes]]  # (record time, key, value)
-
-
-@pytest.fixture
-def streams_only(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Stack, Settings]]:
-    """A stream worker alone (no API, no sender): deliveries stay on their topic to be counted."""
-    stack = Stack(kafka_bootstrap, tmp_path, partitions=PARTITIONS)
-    settings = Settings.from_env(stack.env)
-    asyncio.run(ensure_topics(settings))
-    stack.start_role("streams")
-    try:
-        _wait_for_log(stack, READY)
-        yield stack, settings
-    finally:
-        stack.stop(graceful=False)
 
 
 def _request(now_ms: int) -> PublishRequest:
@@ -98,13 +80,6 @@ async def _read(bootstrap: str, topic: str, expect: int, *, quiet_s: float = 2.0
     finally:
         await consumer.stop()
     return got
-
-
-def _wait_for_log(stack: Stack, text: str, *, times: int = 1, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while stack.logs["streams"].read_text(errors="replace").count(text) < times:
-        assert time.monotonic() < deadline, f"no {text!r} x{times}:\n{stack.tail('streams')}"
-        time.sleep(0.2)
 
 
 def _first_attempts(records: Timed) -> list[str]:
@@ -179,12 +154,12 @@ def test_a_kill_between_the_claim_and_the_records_then_a_replay_delivers_once(
         assert _first_attempts(out) == [MID]  # none lost, none twice
         assert _created(await _read(stack.bootstrap, topics.events, 1, quiet_s=0.5)) == [MID]
         await asyncio.to_thread(
-            _wait_for_log, stack, f"{out_before_the_kill} of 3 records were out already"
+            stack.wait_log, "streams", f"{out_before_the_kill} of 3 records were out already"
         )
         # The same request once more, every record out now: read back, nothing produced.
         again = codec.encode(_request(now + 1_000))
         await _produce(stack.bootstrap, [(topics.requests, KEY.encode(), again, None)])
-        await asyncio.to_thread(_wait_for_log, stack, "3 of 3 records were out already")
+        await asyncio.to_thread(stack.wait_log, "streams", "3 of 3 records were out already")
         assert _first_attempts(await _read(stack.bootstrap, topics.deliveries, 1)) == [MID]
         assert _created(await _read(stack.bootstrap, topics.events, 1, quiet_s=0.5)) == [MID]
 

@@ -8,42 +8,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from kafstash.config import Settings
-from kafstash.provision import ensure_topics
 from kafstash.schemas import codec
 from kafstash.schemas.commands import DeliveryDue, FireMany, PublishRequest
 from kafstash.schemas.message import Message
 from kafstash.schemas.partitioner import CachedPartitioner, partition_of
 from kafstash.streams.delay import MAX_FIRES_PER_RECORD
 from tests.stack import Stack
+from tests.streams.conftest import PARTITIONS
 from tests.topic_reader import read_topic
 
 pytestmark = pytest.mark.broker
 
-PARTITIONS = 2
 # More than one record's worth per partition: the timer must split them.
 COUNT = 3 * MAX_FIRES_PER_RECORD
-
-
-@pytest.fixture
-def streams_only(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Stack, Settings]]:
-    """A stream worker alone (no API, no sender): deliveries stay on their topic to be counted."""
-    stack = Stack(kafka_bootstrap, tmp_path, partitions=PARTITIONS)
-    settings = Settings.from_env(stack.env)
-    asyncio.run(ensure_topics(settings))
-    stack.start_role("streams")
-    try:
-        stack.wait_log("streams", "streams ready: delay table recovered")
-        yield stack, settings
-    finally:
-        stack.stop(graceful=False)
 
 
 def _request(i: int, due: int) -> tuple[bytes, bytes]:

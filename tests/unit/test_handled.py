@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import pytest
 
 from kafstash.streams.handled import LONGEST_PAUSE_S, until_handled
+
+
+@dataclass(frozen=True)
+class _At:
+    topic: str = "t"
+    partition: int = 0
+    offset: int = 5
 
 
 async def test_a_failing_handler_runs_again_after_growing_pauses_until_it_succeeds(
@@ -23,7 +31,7 @@ async def test_a_failing_handler_runs_again_after_growing_pauses_until_it_succee
     async def sleep(s: float) -> None:
         pauses.append(s)
 
-    await until_handled(handle, what="request t/0@5", sleep=sleep)
+    await until_handled(handle, what="request", at=_At(), sleep=sleep)
 
     assert len(calls) == 8
     assert pauses == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, LONGEST_PAUSE_S]
@@ -43,7 +51,7 @@ async def test_a_handler_that_succeeds_runs_once_without_a_pause() -> None:
     async def sleep(s: float) -> None:
         pauses.append(s)
 
-    await until_handled(handle, what="x", sleep=sleep)
+    await until_handled(handle, what="x", at=_At(), sleep=sleep)
 
     assert (calls, pauses) == (1, [])
 
@@ -55,7 +63,7 @@ async def test_cancellation_goes_through_at_once() -> None:
         started.set()
         await asyncio.Event().wait()
 
-    task = asyncio.create_task(until_handled(handle, what="x"))
+    task = asyncio.create_task(until_handled(handle, what="x", at=_At()))
     await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
